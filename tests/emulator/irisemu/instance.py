@@ -1,0 +1,290 @@
+"""An emulated instance: registry entry, instance tree, runtime state, messages.log, journal files."""
+import contextlib
+import os
+import re
+import time
+
+from . import config, util
+
+
+class EmuError(Exception):
+    def __init__(self, msg, rc=config.RC_ERROR):
+        Exception.__init__(self, msg)
+        self.rc = rc
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# registry
+
+def registry_entries(flavour=None):
+    d = config.registry_dir()
+    out = []
+    try:
+        names = os.listdir(d)
+    except FileNotFoundError:
+        return out
+    for f in names:
+        if not f.endswith(".json"):
+            continue
+        ent = util.read_json(os.path.join(d, f))
+        if ent and (flavour is None or ent.get("flavour") == flavour):
+            out.append(ent)
+    out.sort(key=lambda e: (e.get("order", 0), e["name"]))
+    return out
+
+
+def find(name, flavour=None):
+    for ent in registry_entries(flavour):
+        if ent["name"].upper() == name.upper():
+            return Instance(ent)
+    return None
+
+
+def get(name, flavour=None):
+    inst = find(name, flavour)
+    if inst is None:
+        raise EmuError("Instance '%s' not found." % name)
+    return inst
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# CPF parsing (simple, order preserving)
+
+def parse_cpf(text):
+    sections = {}
+    cur = None
+    for line in text.splitlines():
+        s = line.strip()
+        if not s or s.startswith(";"):
+            continue
+        m = re.match(r"^\[(.+)\]$", s)
+        if m:
+            cur = sections.setdefault(m.group(1), {})
+            continue
+        if cur is not None and "=" in s:
+            k, v = s.split("=", 1)
+            cur[k.strip()] = v.strip()
+    return sections
+
+
+def set_cpf_value(path, section, key, value):
+    with open(path) as fh:
+        lines = fh.read().splitlines()
+    out, cur, done, sec_found = [], None, False, False
+    for i, line in enumerate(lines):
+        m = re.match(r"^\[(.+)\]\s*$", line.strip())
+        if m:
+            if cur == section and not done:
+                out.append("%s=%s" % (key, value))
+                done = True
+            cur = m.group(1)
+            if cur == section:
+                sec_found = True
+            out.append(line)
+            continue
+        if cur == section and not done and "=" in line and line.split("=", 1)[0].strip() == key:
+            out.append("%s=%s" % (key, value))
+            done = True
+            continue
+        out.append(line)
+    if not done:
+        if cur == section:
+            out.append("%s=%s" % (key, value))
+        else:
+            if not sec_found:
+                out.extend(["", "[%s]" % section])
+            out.append("%s=%s" % (key, value))
+    with open(path, "w") as fh:
+        fh.write("\n".join(out) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+class Instance(object):
+    def __init__(self, entry):
+        self.entry = entry
+        self.name = entry["name"]
+        self.flavour = entry["flavour"]
+        self.fl = config.FLAVOURS[self.flavour]
+        self.dir = entry["dir"]
+        self.mgr = os.path.join(self.dir, "mgr")
+        self.emudir = os.path.join(self.mgr, "irisemu")
+        self.state_path = os.path.join(self.emudir, "state.json")
+        self.lock_path = os.path.join(self.emudir, "state.lock")
+        self.security_path = os.path.join(self.emudir, "security.json")
+        self.history_path = os.path.join(self.emudir, "buhistory.json")
+        self.cpf_path = os.path.join(self.dir, self.fl["cpf"])
+        self.log_path = os.path.join(self.mgr, self.fl["log"])
+        self.journal_dir = entry["journal_dir"]
+        self.uid = bytes.fromhex(entry["uid"])
+
+    # -- static configuration -----------------------------------------------------------------------------------
+    @property
+    def databases(self):
+        """[{name, dir, journal}]"""
+        return self.entry["databases"]
+
+    def db_file(self, db):
+        return os.path.join(db["dir"], self.fl["dat"])
+
+    @property
+    def owner(self):
+        return self.entry["owner"]
+
+    @property
+    def manager(self):
+        return self.entry.get("manager") or self.entry["owner"]
+
+    def cpf(self):
+        try:
+            with open(self.cpf_path) as fh:
+                return parse_cpf(fh.read())
+        except FileNotFoundError:
+            return {}
+
+    def backups_before_purge(self):
+        try:
+            return int(self.cpf().get("Journal", {}).get("BackupsBeforePurge", "2"))
+        except ValueError:
+            return 2
+
+    def mirror(self):
+        """(member_type, status) or (None, None)."""
+        m = self.entry.get("mirror") or {}
+        return m.get("member_type"), m.get("status")
+
+    def namespaces(self):
+        ns = ["%SYS", "USER"]
+        for db in self.databases:
+            if db["name"] not in ns and db["name"] not in (self.fl["sysdb"], self.fl["libdb"], self.fl["tempdb"]):
+                ns.append(db["name"])
+        return ns
+
+    # -- runtime state --------------------------------------------------------------------------------------------
+    def default_state(self):
+        return {"running": False, "wd_pid": None, "started_at": None, "last_used": None,
+                "generation": 0, "wd": {"state": "stopped", "heartbeat": None},
+                "load": {"interval_ms": config.DEFAULT_WRITE_INTERVAL_MS,
+                         "block_pause_ms": config.DEFAULT_BLOCK_PAUSE_MS, "paused": False},
+                "journal": {"current": None}, "freeze": None, "freeze_ended": None,
+                "last_restore_journal": None}
+
+    @contextlib.contextmanager
+    def state(self):
+        """Exclusive access to the state; lazily enforces WDSuspendLimit; writes back on exit."""
+        with util.locked(self.lock_path):
+            st = util.read_json(self.state_path) or self.default_state()
+            before = repr(st)
+            self.refresh(st)
+            yield st
+            if repr(st) != before:
+                util.write_json_inplace(self.state_path, st)
+
+    def read_state(self):
+        with self.state() as st:
+            return st
+
+    def refresh(self, st):
+        """Lazy enforcement of time-based rules (so nothing depends on a background timer being alive)."""
+        fr = st.get("freeze")
+        now = time.time()
+        if fr and fr.get("wd_limit"):
+            if now >= fr["start"] + fr["wd_limit"]:
+                self.end_freeze(st, "WDSuspendLimit", now=fr["start"] + fr["wd_limit"])
+        if st.get("running") and not util.wd_alive(st.get("wd_pid"), self.name):
+            # the write daemon died: the instance is down (crashed)
+            st["running"] = False
+            st["last_used"] = (st.get("wd") or {}).get("heartbeat") or now
+            st["wd"] = {"state": "stopped", "heartbeat": st["wd"].get("heartbeat") if st.get("wd") else None}
+
+    def end_freeze(self, st, reason, now=None):
+        fr = st.get("freeze")
+        if not fr:
+            return
+        now = now or time.time()
+        st["freeze"] = None
+        st["freeze_ended"] = {"reason": reason, "at": now, "start": fr["start"],
+                              "journal_file": fr.get("journal_file")}
+        if reason == "WDSuspendLimit":
+            self.log(1, "Backup.General.ExternalFreeze: Write daemon resumed after WDSuspendLimit (%s seconds); "
+                        "the backup started at %s is not valid" % (fr["wd_limit"], util.ctime(fr["start"])))
+        elif reason == "irisstat -W":
+            self.log(1, "Write daemon resumed by %s -W; the backup started at %s is not valid"
+                     % (self.fl["stat"], util.ctime(fr["start"])))
+        else:
+            self.log(1, "Backup.General.ExternalFreeze: freeze ended by %s" % reason)
+
+    def is_running(self, st):
+        return bool(st.get("running")) and util.wd_alive(st.get("wd_pid"), self.name)
+
+    def is_frozen(self, st):
+        return st.get("freeze") is not None
+
+    def past_freeze_timeout(self, st, now=None):
+        fr = st.get("freeze")
+        if not fr:
+            return False
+        now = time.time() if now is None else now
+        return now >= fr["start"] + fr["eft"]
+
+    # -- messages.log ---------------------------------------------------------------------------------------------
+    def log(self, severity, text, category="Utility.Event", ts=None):
+        line = "%s (%d) %d [%s] %s\n" % (util.log_stamp(ts), os.getpid(), severity, category, text)
+        fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+
+    # -- journal --------------------------------------------------------------------------------------------------
+    def journal_files(self):
+        try:
+            names = os.listdir(self.journal_dir)
+        except FileNotFoundError:
+            return []
+        return sorted(os.path.join(self.journal_dir, n) for n in names if re.match(r"^\d{8}\.\d{3}$", n))
+
+    def new_journal_file(self, st):
+        """Create the next YYYYMMDD.NNN file, make it current, return its path."""
+        today = time.strftime("%Y%m%d")
+        seq = 0
+        for f in self.journal_files():
+            b = os.path.basename(f)
+            if b[:8] == today:
+                seq = max(seq, int(b[9:]))
+        path = os.path.join(self.journal_dir, "%s.%03d" % (today, seq + 1))
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            os.write(fd, ("IRISEMU-JOURNAL 1 instance=%s created=%s prev=%s\n"
+                          % (self.name, util.ctime(time.time()), st["journal"].get("current") or "")).encode())
+            os.write(fd, b"\0" * 4096)  # a header block, so offsets look like real ones
+            os.write(fd, b"\n")
+        finally:
+            os.close(fd)
+        try:
+            os.chmod(path, 0o666)
+        except PermissionError:
+            pass
+        st["journal"]["current"] = path
+        return path
+
+    def journal_append(self, path, record):
+        """Append a record; return the offset it was written at."""
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            off = os.lseek(fd, 0, os.SEEK_END)
+            os.write(fd, ("%s %s\n" % (time.strftime("%Y-%m-%dT%H:%M:%S"), record)).encode())
+            return off
+        finally:
+            os.close(fd)
+
+    # -- status strings ------------------------------------------------------------------------------------------
+    def status_text(self, st):
+        if self.is_running(st):
+            return "running, since %s" % util.ctime(st["started_at"])
+        last = st.get("last_used") or self.entry.get("installed_at") or time.time()
+        return "down, last used %s" % util.ctime(last)
+
+    def dir_display(self):
+        d = self.dir.rstrip("/")
+        return d + "/" if self.fl["trailing_slash"] else d
