@@ -1,0 +1,146 @@
+"""Check that docs/troubleshooting.md explains every error message the modules, module_utils and roles emit.
+
+An error message is the first string literal of a call to fail_json(msg=...), self.fail(...), errors.append(...),
+problems.append(...), raise LvmError/InstanceError/ValueError(...), the msg returned by _diagnose() / the res['msg']
+strings of _iris.py, and every fail_msg:/msg: of an ansible.builtin.fail/assert task in roles/.  The fixed text of a
+literal before its first %-placeholder (at least 12 characters, else the next fixed fragment) must occur in
+troubleshooting.md.  Prints the ones missing and exits 1 if any; prints the count checked otherwise.
+
+Usage: python3 tests/docs/check_messages.py [--list]
+"""
+import ast
+import os
+import re
+import sys
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
+DOC = os.path.join(REPO, 'docs', 'troubleshooting.md')
+PY_FILES = ['plugins/modules/%s' % f for f in sorted(os.listdir(os.path.join(REPO, 'plugins/modules')))
+            if f.endswith('.py')] + ['plugins/module_utils/_iris.py', 'plugins/module_utils/_lvm.py',
+                                     'roles/hooks/files/irisops_hook.py']
+CALLS = {'fail_json', 'fail', 'append', 'LvmError', 'InstanceError', 'ValueError', 'update', 'error'}
+#: res['msg'] texts that report success or state, not an error
+NOT_ERRORS = ('instance %s thawed', 'instance %s frozen', 'frozen:', 'instance %s is frozen', 'instance %s is not frozen')
+#: functions whose returned strings are error explanations
+HINT_FUNCS = {'_diagnose', 'instance_not_ready_error'}
+LIST_NAMES = {'errors', 'problems', 'failures'}
+MSG_RE = re.compile(r"^\s*(?:fail_msg|msg):\s*(?:>-?|\|-?)?\s*(.*)$")
+
+
+def fixed_part(text):
+    """Longest fixed fragment at the start (or first long fragment) of a %-format string."""
+    frags = [f.strip(" :;,.()'\"") for f in re.split(r'%[-#0-9.]*[sdrifx%]|\{\{.*?\}\}', text)]
+    for f in frags:
+        if len(f) >= 12:
+            return f
+    return None
+
+
+def literal(node):
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.BinOp):            # 'a' % x  or  'a' + b
+        return literal(node.left)
+    if isinstance(node, ast.JoinedStr):
+        return ''.join(v.value if isinstance(v, ast.Constant) else '%s' for v in node.values)
+    return None
+
+
+def python_messages(path):
+    tree = ast.parse(open(os.path.join(REPO, path)).read())
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef) and node.name in HINT_FUNCS:
+            for sub in ast.walk(node):
+                if isinstance(sub, ast.Return) and sub.value is not None:
+                    text = literal(sub.value)
+                    if text:
+                        out.append((path, sub.lineno, text))
+            continue
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Subscript):
+            key = node.targets[0].slice
+            if isinstance(key, ast.Constant) and key.value == 'msg':
+                text = literal(node.value)
+                if text and not text.startswith(NOT_ERRORS):
+                    out.append((path, node.lineno, text))
+            continue
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, 'id', None)
+        if name not in CALLS:
+            continue
+        if name == 'append':
+            owner = func.value
+            if not (isinstance(owner, ast.Name) and owner.id in LIST_NAMES) and not (
+                    isinstance(owner, ast.Attribute) and owner.attr in LIST_NAMES):
+                continue
+        if name == 'update':   # res.update(failed=True, msg=...): only failures
+            if not any(k.arg == 'failed' for k in node.keywords):
+                continue
+            args = [k.value for k in node.keywords if k.arg == 'msg']
+        else:
+            args = list(node.args) + [k.value for k in node.keywords if k.arg == 'msg']
+        for a in args[:2]:
+            text = literal(a)
+            if text:
+                out.append((path, node.lineno, text))
+                break
+    return out
+
+
+def role_messages():
+    out = []
+    for root, _dirs, files in os.walk(os.path.join(REPO, 'roles')):
+        for f in files:
+            if not f.endswith('.yml') or '/tasks' not in root:
+                continue
+            path = os.path.join(root, f)
+            lines = open(path).read().splitlines()
+            for i, line in enumerate(lines):
+                m = MSG_RE.match(line)
+                if not m:
+                    continue
+                # a msg: under a fail task or a fail_msg: of an assert
+                context = '\n'.join(lines[max(0, i - 4):i])
+                if 'fail_msg' not in line and 'ansible.builtin.fail' not in context:
+                    continue
+                text = m.group(1)
+                j = i + 1
+                while not text.strip() and j < len(lines):
+                    text = lines[j]
+                    j += 1
+                block = [text]
+                while j < len(lines) and lines[j].startswith(' ' * (len(line) - len(line.lstrip()) + 2)):
+                    block.append(lines[j].strip())
+                    j += 1
+                out.append((os.path.relpath(path, REPO), i + 1, ' '.join(b.strip() for b in block).strip('"\'')))
+    return out
+
+
+def main():
+    doc = re.sub(r'\s+', ' ', open(DOC).read())
+    doc = doc.replace('`', '')
+    messages = []
+    for p in PY_FILES:
+        messages += python_messages(p)
+    messages += role_messages()
+    missing, checked = [], 0
+    for path, line, text in messages:
+        frag = fixed_part(text)
+        if frag is None:
+            continue
+        checked += 1
+        frag = re.sub(r'\s+', ' ', frag).replace('`', '')
+        if '--list' in sys.argv:
+            print('%s:%d: %s' % (path, line, frag))
+        if frag not in doc:
+            missing.append('%s:%d: %s' % (path, line, frag))
+    for m in missing:
+        print('NOT IN docs/troubleshooting.md: ' + m)
+    print('%d error messages checked, %d explained, %d missing' % (checked, checked - len(missing), len(missing)))
+    return 1 if missing or not checked else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# Fleet test of playbooks/install_hooks.yml (irisops.backup.hooks): start N systemd containers from
+# irisops/iris-emu:bookworm (each with the emulated instances IRIS and CACHE), install the hooks on all of them in
+# one ansible-playbook run, and print how long it took. Then:
+#   * a second run that must report changed=0 on every host (idempotence), also timed;
+#   * a drill: the generic pre hook on every host (both instances must be frozen, IsWDSuspendedExt 5, as read by
+#     `irisops-hook status --json`), then the post hook (both thawed again), timed;
+#   * with --remove: removal (irisops_hooks_state=absent) on every host, timed.
+# No assertion on any time. Containers are removed at the end unless --keep.
+#
+#   bash tests/fleet/run-hooks-fleet.sh [--hosts N] [--forks F] [--remove] [--keep]   (defaults: 20 hosts, forks = hosts)
+#
+# The playbook runs from a collection tarball built from the working tree (ansible-galaxy collection build) and
+# installed into a temporary collections path, as users get it: this also proves that the role finds
+# plugins/module_utils/_iris.py in an installed collection, and later edits of the tree cannot disturb the runs.
+#
+# Needs the image (bash tests/harness/build-images.sh) and the venv/collections (tests/setup.sh).
+set -euo pipefail
+
+# shellcheck source=tests/harness/env.sh disable=SC1091
+. "$(dirname "$0")/../harness/env.sh"
+cd "$IRISOPS_REPO"
+
+hosts=20
+forks=
+keep=0
+remove=0
+while [ $# -gt 0 ]; do
+    case $1 in
+        --hosts) hosts=$2; shift 2 ;;
+        --forks) forks=$2; shift 2 ;;
+        --keep) keep=1; shift ;;
+        --remove) remove=1; shift ;;
+        *) echo "usage: $0 [--hosts N] [--forks F] [--remove] [--keep]" >&2; exit 2 ;;
+    esac
+done
+forks=${forks:-$hosts}
+prefix=irisops-fleet
+work=$(mktemp -d /tmp/irisops-fleet.XXXXXX)
+names=()
+for i in $(seq -w 1 "$hosts"); do names+=("$prefix-$i"); done
+
+cleanup() {
+    if [ "$keep" = 1 ]; then
+        echo "fleet: kept ${#names[@]} containers ($prefix-*) and $work"
+        return
+    fi
+    docker rm -f "${names[@]}" >/dev/null 2>&1 || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+docker image inspect "$IRISOPS_IMAGE_EMU" >/dev/null 2>&1 || {
+    echo "fleet: image $IRISOPS_IMAGE_EMU missing - run tests/harness/build-images.sh first" >&2; exit 1; }
+
+t0=$(irisops_now)
+docker rm -f "${names[@]}" >/dev/null 2>&1 || true
+for n in "${names[@]}"; do
+    # same settings as the molecule scenarios: systemd as PID 1 unprivileged, no network
+    docker run -d --name "$n" --hostname "$n" --add-host "$n:127.0.1.1" --network none \
+        --cap-add ALL --cap-drop SYS_RESOURCE --tmpfs /run --tmpfs /run/lock \
+        -v /sys/fs/cgroup:/sys/fs/cgroup:ro --stop-signal SIGRTMIN+3 \
+        "$IRISOPS_IMAGE_EMU" /lib/systemd/systemd >/dev/null
+done
+wait_one() {
+    local n=$1 i
+    docker exec "$n" systemctl is-system-running --wait >/dev/null 2>&1 || true
+    for i in $(seq 1 60); do
+        if docker exec "$n" sh -c 'iris qlist IRIS | cut -d^ -f4 | grep -q ^running &&
+                                   ccontrol qlist CACHE | cut -d^ -f4 | grep -q ^running'; then
+            return 0
+        fi
+        sleep 1
+    done
+    echo "fleet: $n: instances did not come up" >&2
+    return 1
+}
+export -f wait_one
+printf '%s\n' "${names[@]}" | xargs -P 10 -I{} bash -c 'wait_one {}'
+echo "fleet: ${#names[@]} containers up in $(irisops_elapsed "$t0") s"
+
+inv=$work/inventory.yml
+{
+    echo "all:"
+    echo "  vars:"
+    echo "    ansible_connection: community.docker.docker"
+    echo "    ansible_python_interpreter: /usr/bin/python3"
+    echo "  hosts:"
+    for n in "${names[@]}"; do echo "    $n:"; done
+} > "$inv"
+export ANSIBLE_PIPELINING=true ANSIBLE_FORKS=$forks ANSIBLE_HOST_KEY_CHECKING=false
+
+t=$(irisops_now)
+ansible-galaxy collection build --output-path "$work/build" . > "$work/galaxy-build.log" 2>&1 || {
+    cat "$work/galaxy-build.log"; exit 1; }
+ANSIBLE_COLLECTIONS_PATH=$work/collections ansible-galaxy collection install --offline --no-deps --force -p "$work/collections" "$work"/build/irisops-backup-*.tar.gz \
+    > "$work/galaxy-install.log" 2>&1 || { cat "$work/galaxy-install.log"; exit 1; }
+test -f "$work/collections/ansible_collections/irisops/backup/plugins/module_utils/_iris.py" || {
+    echo "fleet: the collection was not installed into $work/collections" >&2; cat "$work/galaxy-install.log"; exit 1; }
+export ANSIBLE_COLLECTIONS_PATH=$work/collections:$ANSIBLE_COLLECTIONS_PATH
+echo "fleet: collection built and installed into $work/collections in $(irisops_elapsed "$t") s"
+
+# recap_check LOG WANT_CHANGED: all hosts ok, failed=0, unreachable=0; WANT_CHANGED 'any' / '0' / '>0'
+recap_check() {
+    local log=$1 want=$2
+    python3 - "$log" "$want" "${#names[@]}" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+want, n = sys.argv[2], int(sys.argv[3])
+rows = re.findall(r'^(irisops-fleet-\d+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)', text, re.M)
+bad = [r for r in rows if r[3] != '0' or r[4] != '0']
+changed = [int(r[2]) for r in rows]
+ok = len(rows) == n and not bad and (want == 'any' or (want == '0' and not any(changed)) or
+                                     (want == '>0' and all(changed)))
+print('fleet:   recap %d hosts, failed/unreachable on %d, changed per host min %s max %s -> %s' % (
+    len(rows), len(bad), min(changed) if changed else '-', max(changed) if changed else '-', 'OK' if ok else 'FAIL'))
+sys.exit(0 if ok else 1)
+PY
+}
+
+play() {
+    local label=$1 want=$2 t
+    shift 2
+    t=$(irisops_now)
+    if ! ansible-playbook -i "$inv" irisops.backup.install_hooks "$@" > "$work/$label.log" 2>&1; then
+        tail -40 "$work/$label.log"
+        echo "fleet: $label: ansible-playbook failed (log $work/$label.log)" >&2
+        keep=1
+        exit 1
+    fi
+    echo "fleet: $label on ${#names[@]} hosts (forks $forks): $(irisops_elapsed "$t") s"
+    recap_check "$work/$label.log" "$want" || { keep=1; exit 1; }
+}
+
+targets='{"irisops_hooks_targets": ["vmware_backupscripts", "generic"]}'
+play install '>0' -e "$targets"
+# the role's included task files must come from the installed tarball, not from the working tree
+grep -q "included: $work/collections/ansible_collections/irisops/backup/roles/hooks/tasks/" "$work/install.log" || {
+    echo "fleet: the role did not run from the installed collection" >&2; keep=1; exit 1; }
+play install-again 0 -e "$targets"
+
+# drill: freeze with the generic pre hook on every host, read the state, thaw with the post hook
+t=$(irisops_now)
+ansible all -i "$inv" -m ansible.builtin.command -a /usr/local/sbin/irisops-pre-snapshot > "$work/pre.log" 2>&1 || {
+    tail -20 "$work/pre.log"; keep=1; echo "fleet: pre hook failed" >&2; exit 1; }
+ansible all -i "$inv" -m ansible.builtin.command -a '/usr/local/sbin/irisops-hook status --json' \
+    > "$work/status-frozen.log" 2>&1 || true
+ansible all -i "$inv" -m ansible.builtin.command -a /usr/local/sbin/irisops-post-snapshot > "$work/post.log" 2>&1 || {
+    tail -20 "$work/post.log"; keep=1; echo "fleet: post hook failed" >&2; exit 1; }
+ansible all -i "$inv" -m ansible.builtin.command -a '/usr/local/sbin/irisops-hook status --json' \
+    > "$work/status-thawed.log" 2>&1 || true
+echo "fleet: drill (pre hook, status, post hook, status) on ${#names[@]} hosts: $(irisops_elapsed "$t") s"
+python3 - "$work/status-frozen.log" "$work/status-thawed.log" "${#names[@]}" <<'PY' || { keep=1; exit 1; }
+import json, re, sys
+def frozen_counts(path):
+    text = open(path).read()
+    res = {}
+    for host, body in re.findall(r'^(irisops-fleet-\d+) \| CHANGED \| rc=0 >>\n(\{.*?\n\})$', text, re.M | re.S):
+        res[host] = sorted(i['name'] for i in json.loads(body)['instances'] if i['frozen'])
+    return res
+n = int(sys.argv[3])
+fro, tha = frozen_counts(sys.argv[1]), frozen_counts(sys.argv[2])
+ok = (len(fro) == n and all(v == ['CACHE', 'IRIS'] for v in fro.values())
+      and len(tha) == n and all(v == [] for v in tha.values()))
+print('fleet:   frozen after the pre hook on %d/%d hosts (IRIS and CACHE), thawed after the post hook on %d/%d -> %s'
+      % (sum(v == ['CACHE', 'IRIS'] for v in fro.values()), n, sum(v == [] for v in tha.values()), n,
+         'OK' if ok else 'FAIL'))
+sys.exit(0 if ok else 1)
+PY
+
+if [ "$remove" = 1 ]; then
+    play remove '>0' -e irisops_hooks_state=absent
+fi
+echo "fleet: total $(irisops_elapsed "$t0") s"

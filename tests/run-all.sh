@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# The whole test suite (the CI runs exactly this through .ci/run):
+#
+#   bash tests/run-all.sh
+#
+# Steps: tests/setup.sh, image builds, ansible-test sanity, unit tests, emulator tests, ansible-lint, then every
+# molecule scenario found under extensions/molecule/ (iris_community only with IRISOPS_REAL_IRIS=1).
+#
+#   MOLECULE_SCENARIOS="smoke lvm"   run only these scenarios (default: every directory with a molecule.yml)
+#   IRISOPS_REAL_IRIS=1              also run iris_community (needs the intersystems/iris-community image)
+#   IRISOPS_STEP_TIMEOUT=2400        seconds after which one step is killed and counted as failed
+#   IRISOPS_TOTAL_BUDGET=5100        seconds for the whole run (85 min); steps that would start after it are
+#                                    counted as failed ("not run"), a step running into it is killed
+#
+# Logs: tests/output/run-all/<step>.log. Prints a summary table and ends with "N passed, N failed";
+# exits non-zero if any step failed or if no test step ran at all.
+set -uo pipefail
+
+# shellcheck source=tests/harness/env.sh
+. "$(dirname "$0")/harness/env.sh"
+cd "$IRISOPS_REPO" || exit 1
+
+LOG_DIR=$IRISOPS_REPO/tests/output/run-all
+rm -rf "$LOG_DIR"
+mkdir -p "$LOG_DIR"
+STEP_TIMEOUT=${IRISOPS_STEP_TIMEOUT:-2400}
+TOTAL_BUDGET=${IRISOPS_TOTAL_BUDGET:-5100}
+T_START=$(date +%s)
+
+names=()
+secs=()
+results=()
+notes=()
+tests_run=0
+
+# run_step KIND NAME CMD... ; KIND is "prep" (setup/build) or "test" (counts towards "some test ran")
+run_step() {
+    local kind=$1 name=$2 t0 rc log left limit
+    shift 2
+    log=$LOG_DIR/$(echo "$name" | tr -c 'A-Za-z0-9_.-' '_').log
+    echo
+    echo "################ $name"
+    left=$((TOTAL_BUDGET - ($(date +%s) - T_START)))
+    if [ $left -lt 30 ]; then
+        names+=("$name")
+        secs+=("-")
+        results+=("FAIL (not run: ${TOTAL_BUDGET}s budget used up)")
+        echo "################ $name: ${results[-1]}"
+        return 1
+    fi
+    limit=$((left < STEP_TIMEOUT ? left : STEP_TIMEOUT))
+    t0=$(irisops_now)
+    # shell functions reach the timeout'd bash through export -f (below)
+    timeout --kill-after=60 "$limit" bash -c '"$@"' run-all-step "$@" > >(tee "$log") 2>&1
+    rc=$?
+    wait  # let tee finish writing
+    names+=("$name")
+    secs+=("$(irisops_elapsed "$t0")")
+    if [ $rc -eq 0 ]; then
+        results+=("PASS")
+    elif [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+        results+=("FAIL (timeout ${limit}s)")
+    else
+        results+=("FAIL (rc=$rc)")
+    fi
+    [ "$kind" = test ] && tests_run=$((tests_run + 1))
+    echo "################ $name: ${results[-1]} in ${secs[-1]} s (log: ${log#"$IRISOPS_REPO"/})"
+    return $rc
+}
+
+skip_step() {
+    names+=("$1")
+    secs+=("-")
+    results+=("SKIP")
+    notes+=("$1: $2")
+    echo
+    echo "################ $1: SKIPPED: $2"
+}
+
+# --- sanity: ansible-test inside the rsync copy made by tests/setup.sh -------------------------------------
+sanity() {
+    local skip=() reason
+    cd "$IRISOPS_ANSIBLE_TEST_COPY" || return 1
+    rm -rf tests/output
+    # Tests whose tool is missing are skipped here, by name and with the reason, never silently.
+    if ! command -v pwsh >/dev/null 2>&1; then
+        reason="pslint: skipped, PowerShell (pwsh) is not installed (the collection has no PowerShell content)"
+        echo "$reason"
+        skip+=(--skip-test pslint)
+    fi
+    if ! command -v shellcheck >/dev/null 2>&1; then
+        reason="shellcheck: skipped, the shellcheck command is not installed (tests/setup.sh installs it)"
+        echo "$reason"
+        skip+=(--skip-test shellcheck)
+    fi
+    # --venv: ansible-test installs each test's pinned requirements into its own virtualenv
+    # (~/.ansible/test/venv, reused across runs), so they cannot clash with .venv's tools.
+    ansible-test sanity --python 3.11 --venv --color no "${skip[@]}"
+}
+
+pytest_in_copy() {
+    local rc
+    cd "$IRISOPS_ANSIBLE_TEST_COPY" || return 1
+    # ansible_collections.irisops.backup.* resolves through the copy's path layout
+    PYTHONPATH=$IRISOPS_ANSIBLE_TEST_ROOT${PYTHONPATH:+:$PYTHONPATH} \
+        python -m pytest -p no:cacheprovider -q -rs "$@"
+    rc=$?
+    if [ $rc -eq 5 ]; then
+        echo "run-all: pytest collected no tests in $* -- counted as a failure"
+    fi
+    return $rc
+}
+
+lint() {
+    ansible-lint --profile production
+}
+
+molecule_scenario() {
+    local scenario=$1 rc
+    molecule test -s "$scenario"
+    rc=$?
+    if [ $rc -ne 0 ]; then
+        echo "run-all: molecule test -s $scenario failed (rc=$rc); making sure its instances are gone"
+        molecule destroy -s "$scenario" >/dev/null 2>&1 || true
+    fi
+    return $rc
+}
+
+export -f sanity pytest_in_copy lint molecule_scenario irisops_now irisops_elapsed
+
+t_all=$(irisops_now)
+echo "run-all: $(date -u '+%Y-%m-%d %H:%M:%S UTC') on $(hostname), $(nproc) cores; logs in ${LOG_DIR#"$IRISOPS_REPO"/}"
+
+if ! run_step prep "setup" bash tests/setup.sh; then
+    echo "run-all: tests/setup.sh failed; nothing else can run"
+else
+    run_step prep "build images" bash tests/harness/build-images.sh
+    run_step test "ansible-test sanity" sanity
+    if [ -d tests/unit ]; then
+        run_step test "unit tests (pytest tests/unit)" pytest_in_copy tests/unit
+    else
+        run_step test "unit tests (pytest tests/unit)" sh -c 'echo "tests/unit is missing"; exit 1'
+    fi
+    if [ -d tests/emulator/tests ]; then
+        run_step test "emulator tests (pytest tests/emulator/tests)" pytest_in_copy tests/emulator/tests
+    else
+        run_step test "emulator tests (pytest tests/emulator/tests)" \
+            sh -c 'echo "tests/emulator/tests is missing"; exit 1'
+    fi
+    run_step test "ansible-lint --profile production" lint
+
+    # molecule scenarios: every directory with a molecule.yml, or exactly MOLECULE_SCENARIOS
+    if [ -n "${MOLECULE_SCENARIOS:-}" ]; then
+        read -r -a scenarios <<<"$MOLECULE_SCENARIOS"
+    else
+        scenarios=()
+        for f in extensions/molecule/*/molecule.yml; do
+            [ -f "$f" ] && scenarios+=("$(basename "$(dirname "$f")")")
+        done
+    fi
+    for s in "${scenarios[@]}"; do
+        if [ ! -f "extensions/molecule/$s/molecule.yml" ]; then
+            run_step test "molecule $s" sh -c "echo 'no scenario extensions/molecule/$s'; exit 1"
+        elif [ "$s" = iris_community ] && [ "${IRISOPS_REAL_IRIS:-0}" != 1 ]; then
+            skip_step "molecule $s" "needs the real intersystems/iris-community image; set IRISOPS_REAL_IRIS=1"
+        else
+            run_step test "molecule $s" molecule_scenario "$s"
+        fi
+    done
+fi
+
+passed=0
+failed=0
+echo
+echo "run-all summary"
+printf '  %-50s %9s  %s\n' "step" "seconds" "result"
+printf '  %-50s %9s  %s\n' "----" "-------" "------"
+for i in "${!names[@]}"; do
+    printf '  %-50s %9s  %s\n' "${names[$i]}" "${secs[$i]}" "${results[$i]}"
+    case ${results[$i]} in
+        PASS) passed=$((passed + 1)) ;;
+        FAIL*) failed=$((failed + 1)) ;;
+    esac
+done
+printf '  %-50s %9s\n' "total" "$(irisops_elapsed "$t_all")"
+for n in "${notes[@]}"; do
+    echo "  skipped: $n"
+done
+if [ $tests_run -eq 0 ]; then
+    echo "run-all: no test step ran -- this is a failure"
+    failed=$((failed + 1))
+fi
+echo "$passed passed, $failed failed"
+[ $failed -eq 0 ]
