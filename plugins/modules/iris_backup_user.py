@@ -1,0 +1,797 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) irisops.backup contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: iris_backup_user
+short_description: Manage the IRIS/Cache user that runs external-backup sessions (OS authentication or password)
+version_added: 0.1.0
+description:
+  - Makes sure that an OS user can call C(Backup.General) (C(ExternalFreeze), C(ExternalThaw), C(IsWDSuspendedExt))
+    on one or more InterSystems IRIS or Cache instances without a password on any command line.
+  - With O(auth=os) (the reference setup) it creates an IRIS user named like the OS user with the role O(role),
+    enables operating-system authentication system-wide (C(Security.System) C(AutheEnabled) bit 16) and on
+    C(%Service_Terminal).
+  - With O(auth=password) (for sites that forbid OS authentication) it creates the IRIS user with O(user_password) and
+    makes sure password authentication is enabled; the caller feeds the credentials on standard input (the
+    C(irisops.backup.backup_user) role writes them to a 0600 file owned by the OS user).
+  - Reads the current state first (C(Security.System.Get), C(Security.Services.Get), C(Security.Users.Get)) and changes
+    only what differs, in an C(iris session) / C(csession) script fed on standard input and run as the instance
+    manager. Every change is read back afterwards; a change that did not take effect fails the task.
+  - Finally, unless O(verify=false), runs C(IsWDSuspendedExt) as the OS user O(name) (with no credentials for
+    O(auth=os), with the credentials on standard input for O(auth=password)) and expects exit status 3 or 5.
+  - Does not create or remove the OS user; the C(irisops.backup.backup_user) role does that.
+author:
+  - irisops.backup maintainers (@irisops)
+extends_documentation_fragment:
+  - irisops.backup.iris
+  - irisops.backup.iris.attributes
+options:
+  name:
+    description:
+      - Name of the backup user. The same name is used for the OS user and the IRIS user (OS authentication maps an
+        OS user to the IRIS user of the same name).
+    type: str
+    required: true
+  state:
+    description:
+      - V(present) creates or updates the IRIS user and the authentication settings.
+      - V(absent) deletes the IRIS user (and the role named by O(role) when O(role_resources) is set). System-wide
+        settings are left alone unless O(disable_os_auth=true).
+    type: str
+    choices: [present, absent]
+    default: present
+  instances:
+    description:
+      - Instance name, list of instance names, or V(all) for every running instance on the host (IRIS and Cache alike,
+        as listed by C(iris qlist) and C(ccontrol qlist)). Instances that are not running are skipped in V(all) mode
+        and reported in RV(skipped).
+    type: list
+    elements: str
+    default: [all]
+    aliases: [instance]
+  role:
+    description:
+      - IRIS role given to the user. The user gets exactly this role (other roles are removed).
+      - V(%Manager) is what InterSystems' documentation and community examples use for backup scripts; the minimum
+        privilege needed by C(Backup.General) is not documented (see the collection's C(docs/backup-user.md)).
+    type: str
+    default: '%Manager'
+  role_resources:
+    description:
+      - When set, the module also manages the role O(role) as a custom role with exactly these resources
+        (C(Security.Roles) resource string, for example C(%Admin_Operate:U,%DB_IRISSYS:RW)), creating it if needed.
+      - O(role) must then not start with C(%) (names starting with C(%) are reserved by InterSystems).
+      - The resources that are enough for C(Backup.General) are NOT confirmed; the final verification tells whether a
+        custom role works.
+    type: str
+  auth:
+    description:
+      - How the backup user logs in. V(os) uses operating-system authentication (no secret anywhere). V(password) gives
+        the IRIS user O(user_password).
+    type: str
+    choices: [os, password]
+    default: os
+  user_password:
+    description:
+      - Password of the IRIS user, required with O(auth=password). Sent to the session on standard input only.
+    type: str
+  update_password:
+    description:
+      - With O(auth=password), V(always) checks that O(user_password) works by logging in as O(name) and sets it when
+        the login is refused; V(on_create) sets it only when the user is created.
+      - When OS authentication would log O(name) in anyway, the password cannot be checked by a login; it is then left
+        alone and a warning is returned.
+    type: str
+    choices: [always, on_create]
+    default: always
+  full_name:
+    description:
+      - Full name stored on a newly created IRIS user (not updated on an existing one).
+    type: str
+    default: irisops.backup external backup user
+  enable_os_auth:
+    description:
+      - With O(auth=os) and O(state=present), enable OS authentication system-wide and on C(%Service_Terminal) (and
+        the service itself) when they are not. Set to V(false) to leave these settings alone; the final verification
+        then fails if they are off.
+    type: bool
+    default: true
+  disable_os_auth:
+    description:
+      - With O(state=absent), also clear the OS authentication bit system-wide and on C(%Service_Terminal).
+      - Other OS-authenticated users (for example the instance owner in InterSystems container images) then need a
+        password too; only use it if OS authentication was enabled for the backup user alone.
+    type: bool
+    default: false
+  verify:
+    description:
+      - After O(state=present), run C(IsWDSuspendedExt) as the OS user O(name) and require exit status 3 or 5.
+      - The OS user must exist. Skipped in check mode.
+    type: bool
+    default: true
+notes:
+  - O(run_as) defaults to each instance's manager user. The manager session first tries OS authentication with no
+    input on standard input; only when that login is refused are O(username)/O(password) (an IRIS administrator) fed
+    on standard input.
+  - In check mode the module only runs read-only sessions and reports what it would change.
+  - The ObjectScript method names and signatures used are collected in constants at the top of the module
+    (C(Security.Users.Create) positional signature, the C(Security.System) object name C(SYSTEM)), so they can be
+    corrected in one place.
+seealso:
+  - module: irisops.backup.iris_freeze
+  - module: irisops.backup.iris_instance_info
+"""
+
+EXAMPLES = r"""
+- name: OS-authenticated backup user with %Manager on every running instance
+  irisops.backup.iris_backup_user:
+    name: irisbackup
+
+- name: Password login on a Cache instance where the manager cannot use OS authentication
+  irisops.backup.iris_backup_user:
+    name: irisbackup
+    instances: CACHE
+    auth: password
+    user_password: "{{ vault_irisbackup_password }}"
+    username: _SYSTEM
+    password: "{{ vault_iris_admin_password }}"
+  no_log: true
+
+- name: Remove the IRIS user again (system-wide settings are kept)
+  irisops.backup.iris_backup_user:
+    name: irisbackup
+    state: absent
+"""
+
+RETURN = r"""
+instances:
+  description: Names of the instances acted on (after resolving V(all)).
+  returned: always
+  type: list
+  elements: str
+  sample: [IRIS, CACHE]
+skipped:
+  description: Instances that are not running and were left out of V(all).
+  returned: always
+  type: list
+  elements: str
+user:
+  description: The backup user name.
+  returned: always
+  type: str
+  sample: irisbackup
+instance_results:
+  description: One entry per instance, keyed by instance name.
+  returned: always
+  type: dict
+  contains:
+    changed:
+      description: Whether something was (would be, in check mode) changed on this instance.
+      type: bool
+    changes:
+      description: Human-readable list of the changes made (or planned in check mode).
+      type: list
+      elements: str
+      sample: ["create IRIS user irisbackup with role %Manager", "enable OS authentication on %Service_Terminal"]
+    before:
+      description: State read before any change.
+      type: dict
+    after:
+      description: State read back after the changes (the planned state in check mode).
+      type: dict
+    manager_auth:
+      description: How the manager session logged in, V(os) or V(password) (O(username)/O(password) on stdin).
+      type: str
+    run_as:
+      description: OS user the manager sessions ran as.
+      type: str
+    verify:
+      description: Result of the final C(IsWDSuspendedExt) as the backup user (rc, outcome, command, msg).
+      type: dict
+    warnings:
+      description: Warnings for this instance.
+      type: list
+      elements: str
+    msg:
+      description: What happened on this instance.
+      type: str
+"""
+
+import re
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.irisops.backup.plugins.module_utils import _iris
+
+# ---------------------------------------------------------------------------------------------------------------
+# The ObjectScript facts this module relies on, one place each.
+# ---------------------------------------------------------------------------------------------------------------
+
+#: Bits of AutheEnabled (CONFIRMED: $$$AutheOS=16, $$$AuthePassword=32).
+AUTHE_OS = 16
+AUTHE_PASSWORD = 32
+#: The service used by `iris session` / `csession` on UNIX.
+TERMINAL_SERVICE = '%Service_Terminal'
+#: Name of the Security.System object (public Cache/IRIS scripts pass "SYSTEM"; IRIS also accepts an omitted name).
+SYSTEM_OBJECT = 'SYSTEM'
+#: Positional signature of Security.Users.Create as used in public scripts (UNCONFIRMED against the class reference):
+#: Create(Username, Roles, Password, FullName, NameSpace, Routine, ExpirationDate, ChangePassword, Enabled, Comment)
+USERS_CREATE_ARGS = ('Username', 'Roles', 'Password', 'FullName', 'NameSpace', 'Routine', 'ExpirationDate',
+                     'ChangePassword', 'Enabled', 'Comment')
+#: Property that takes a clear-text password in Security.Users.Modify (UNCONFIRMED; IRIS objects call it
+#: PasswordExternal).
+USERS_PASSWORD_PROPERTY = 'Password'
+#: Comment stored on users created by this module.
+MANAGED_COMMENT = 'managed by irisops.backup (backup_user)'
+#: Flags set on the user so that an unused account or an old password never stops the backups.
+USER_FLAGS = ('AccountNeverExpires', 'PasswordNeverExpires')
+#: Output marker of the scripts (prompts and banners around it are ignored).
+MARK = 'IRISOPS|'
+_MARK_RE = re.compile(r'IRISOPS\|([A-Za-z0-9_.]+)\|(.*)$')
+_ERROR_RE = re.compile(r'<[A-Z][A-Z ]*>[^\r\n]*')
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Sessions with a script on stdin
+# ---------------------------------------------------------------------------------------------------------------
+
+def _q(value):
+    return _iris.objectscript_string(value)
+
+
+def script_argv(inst, run_as):
+    """``iris session INST -U %SYS`` (``csession`` on Cache) with no command: lines are read from stdin."""
+    cmd = inst.get('session_cmd') or list(_iris.FLAVOURS[inst.get('flavour') or 'iris']['session'])
+    return _iris.wrap_run_as(list(cmd) + [inst['name'], '-U', _iris.SYS_NAMESPACE], run_as=run_as)
+
+
+def run_script(inst, lines, run_as, timeout, creds=None, secrets=()):
+    """Run ObjectScript ``lines`` in %SYS; ``creds`` = (username, password) answers the login prompts first.
+
+    Returns dict(rc, values, errors, stdout, stderr, command, denied).  Every secret is scrubbed from the output.
+    """
+    argv = script_argv(inst, run_as)
+    data = ''
+    if creds:
+        data = _iris.credentials_stdin(creds[0], creds[1])
+    data += '\n'.join(list(lines) + ['Write "%send|1",!' % MARK, 'Halt']) + '\n'
+    rc, out, err = _iris.subprocess_runner(argv, data, timeout)
+    for secret in secrets:
+        out = _iris._scrub(out, secret)
+        err = _iris._scrub(err, secret)
+    values = {}
+    errors = []
+    for line in (out or '').replace('\r\n', '\n').split('\n'):
+        m = _MARK_RE.search(line)
+        if m:
+            values[m.group(1)] = m.group(2).rstrip()
+            continue
+        e = _ERROR_RE.search(line)
+        if e:
+            errors.append(e.group(0).strip())
+    denied = 'end' not in values and 'access denied' in (out or '').lower()
+    return {'rc': rc, 'values': values, 'errors': errors, 'stdout': out, 'stderr': err, 'command': argv,
+            'denied': denied, 'complete': values.get('end') == '1'}
+
+
+def _status_write(key, sc='sc'):
+    return 'Write "%s%s|",$SYSTEM.Status.IsOK(%s),"|",$SYSTEM.Status.GetErrorText(%s),!' % (MARK, key, sc, sc)
+
+
+def read_lines(name, role=None):
+    """Read-only script: system and service authentication, the user (and the custom role when managed)."""
+    lines = [
+        'Kill p Set sc=##class(Security.System).Get(%s,.p) %s Write "%ssystem.AutheEnabled|",$Get(p("AutheEnabled")),!'
+        % (_q(SYSTEM_OBJECT), _status_write('system.sc'), MARK),
+        'Kill s Set sc=##class(Security.Services).Get(%s,.s) %s Write "%sservice.Enabled|",$Get(s("Enabled")),!,'
+        '"%sservice.AutheEnabled|",$Get(s("AutheEnabled")),!'
+        % (_q(TERMINAL_SERVICE), _status_write('service.sc'), MARK, MARK),
+        'Write "%suser.exists|",##class(Security.Users).Exists(%s),!' % (MARK, _q(name)),
+        'Kill u Set sc=##class(Security.Users).Get(%s,.u) Write "%suser.Roles|",$Get(u("Roles")),!,'
+        '"%suser.Enabled|",$Get(u("Enabled")),!,"%suser.Comment|",$Get(u("Comment")),!' % (_q(name), MARK, MARK, MARK)
+        + ''.join(',"%suser.%s|",$Get(u("%s")),!' % (MARK, f, f) for f in USER_FLAGS),
+    ]
+    if role is not None:
+        lines += [
+            'Write "%srole.exists|",##class(Security.Roles).Exists(%s),!' % (MARK, _q(role)),
+            'Kill r Set sc=##class(Security.Roles).Get(%s,.r) Write "%srole.Resources|",$Get(r("Resources")),!'
+            % (_q(role), MARK),
+        ]
+    return lines
+
+
+def _int(value):
+    value = (value or '').strip()
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def parse_state(values, role_managed):
+    """Turn the markers of read_lines() into a state dict; raises ValueError naming what is missing."""
+    for key in ('system.sc', 'service.sc', 'user.exists'):
+        if key not in values:
+            raise ValueError('the read script printed no %s line' % key)
+    if not values['system.sc'].startswith('1'):
+        raise ValueError('Security.System.Get failed: %s' % values['system.sc'])
+    if not values['service.sc'].startswith('1'):
+        raise ValueError('Security.Services.Get(%s) failed: %s' % (TERMINAL_SERVICE, values['service.sc']))
+    for key in ('user.exists', 'role.exists'):
+        if key in values and values[key] not in ('0', '1'):
+            raise ValueError('%s printed %r instead of 0 or 1' % (key, values[key]))
+    exists = values.get('user.exists') == '1'
+    state = {
+        'system_authe': _int(values.get('system.AutheEnabled')),
+        'service_enabled': _int(values.get('service.Enabled')),
+        'service_authe': _int(values.get('service.AutheEnabled')),
+        'user_exists': exists,
+        'user_roles': split_roles(values.get('user.Roles')) if exists else [],
+        'user_enabled': _int(values.get('user.Enabled')) if exists else None,
+        'user_comment': values.get('user.Comment') if exists else None,
+    }
+    for f in USER_FLAGS:
+        state['user_' + f] = _int(values.get('user.' + f)) if exists else None
+    if state['system_authe'] is None or state['service_authe'] is None:
+        raise ValueError('AutheEnabled could not be read (system %r, service %r)' % (
+            values.get('system.AutheEnabled'), values.get('service.AutheEnabled')))
+    if role_managed:
+        if 'role.exists' not in values:
+            raise ValueError('the read script printed no role.exists line (Security.Roles not available?)')
+        state['role_exists'] = values.get('role.exists') == '1'
+        state['role_resources'] = values.get('role.Resources') if state['role_exists'] else None
+    return state
+
+
+def split_roles(text):
+    return [r.strip() for r in (text or '').split(',') if r.strip()]
+
+
+def _same_roles(a, b):
+    return sorted(r.lower() for r in a) == sorted(r.lower() for r in b)
+
+
+def _same_resources(a, b):
+    def norm(text):
+        return sorted(x.strip().lower() for x in (text or '').split(',') if x.strip())
+    return norm(a) == norm(b)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Planning
+# ---------------------------------------------------------------------------------------------------------------
+
+def plan(state, p, password_wrong=False):
+    """Return (changes, lines, desired): descriptions, the ObjectScript change lines, and the expected state."""
+    name = p['name']
+    changes = []
+    lines = []
+    desired = dict(state)
+    role_managed = bool(p['role_resources'])
+
+    if p['state'] == 'absent':
+        if state['user_exists']:
+            changes.append('delete IRIS user %s' % name)
+            lines.append('Set sc=##class(Security.Users).Delete(%s) %s' % (_q(name), _status_write('chg.user_delete')))
+            desired.update(user_exists=False, user_roles=[], user_enabled=None, user_comment=None)
+            for f in USER_FLAGS:
+                desired['user_' + f] = None
+        if role_managed and state.get('role_exists'):
+            changes.append('delete IRIS role %s' % p['role'])
+            lines.append('Set sc=##class(Security.Roles).Delete(%s) %s'
+                         % (_q(p['role']), _status_write('chg.role_delete')))
+            desired.update(role_exists=False, role_resources=None)
+        if p['disable_os_auth']:
+            if state['system_authe'] & AUTHE_OS:
+                new = state['system_authe'] & ~AUTHE_OS
+                changes.append('disable OS authentication system-wide (AutheEnabled %d -> %d)'
+                               % (state['system_authe'], new))
+                lines.append(_system_modify(new))
+                desired['system_authe'] = new
+            if state['service_authe'] & AUTHE_OS:
+                new = state['service_authe'] & ~AUTHE_OS
+                changes.append('disable OS authentication on %s (AutheEnabled %d -> %d)'
+                               % (TERMINAL_SERVICE, state['service_authe'], new))
+                lines.append(_service_modify(None, new))
+                desired['service_authe'] = new
+        return changes, lines, desired
+
+    # present
+    if role_managed:
+        if not state['role_exists']:
+            changes.append('create IRIS role %s with resources %s' % (p['role'], p['role_resources']))
+            lines.append('Set sc=##class(Security.Roles).Create(%s,%s,%s,"") %s' % (
+                _q(p['role']), _q('irisops.backup: external backup'), _q(p['role_resources']),
+                _status_write('chg.role_create')))
+        elif not _same_resources(state['role_resources'], p['role_resources']):
+            changes.append('set the resources of IRIS role %s to %s (were %s)' % (
+                p['role'], p['role_resources'], state['role_resources']))
+            lines.append('Kill r Set r("Resources")=%s Set sc=##class(Security.Roles).Modify(%s,.r) %s' % (
+                _q(p['role_resources']), _q(p['role']), _status_write('chg.role_modify')))
+        desired.update(role_exists=True, role_resources=p['role_resources'])
+
+    need = AUTHE_OS if p['auth'] == 'os' else AUTHE_PASSWORD
+    manage_auth = p['auth'] == 'password' or p['enable_os_auth']
+    if manage_auth:
+        if not state['system_authe'] & need:
+            new = state['system_authe'] | need
+            changes.append('enable %s authentication system-wide (AutheEnabled %d -> %d)'
+                           % (_authe_word(need), state['system_authe'], new))
+            lines.append(_system_modify(new))
+            desired['system_authe'] = new
+        svc_new = state['service_authe'] | need
+        svc_enable = state['service_enabled'] != 1
+        if svc_new != state['service_authe'] or svc_enable:
+            what = []
+            if svc_enable:
+                what.append('enable the service')
+            if svc_new != state['service_authe']:
+                what.append('enable %s authentication (AutheEnabled %d -> %d)' % (
+                    _authe_word(need), state['service_authe'], svc_new))
+            changes.append('%s: %s' % (TERMINAL_SERVICE, ', '.join(what)))
+            lines.append(_service_modify(1 if svc_enable else None, svc_new if svc_new != state['service_authe']
+                                         else None))
+            desired['service_authe'] = svc_new
+            desired['service_enabled'] = 1
+
+    password = p['user_password'] if p['auth'] == 'password' else ''
+    if not state['user_exists']:
+        changes.append('create IRIS user %s with role %s (%s login)' % (
+            name, p['role'], 'password' if p['auth'] == 'password' else 'OS-authenticated, no password'))
+        args = {'Username': _q(name), 'Roles': _q(p['role']), 'Password': _q(password), 'FullName': _q(p['full_name']),
+                'NameSpace': '""', 'Routine': '""', 'ExpirationDate': '""', 'ChangePassword': '0', 'Enabled': '1',
+                'Comment': _q(MANAGED_COMMENT)}
+        lines.append('Set sc=##class(Security.Users).Create(%s) %s' % (
+            ','.join(args[a] for a in USERS_CREATE_ARGS), _status_write('chg.user_create')))
+        lines.append('Kill u %s Set sc=##class(Security.Users).Modify(%s,.u) %s' % (
+            ' '.join('Set u("%s")=1' % f for f in USER_FLAGS), _q(name), _status_write('chg.user_flags')))
+        desired.update(user_exists=True, user_roles=[p['role']], user_enabled=1, user_comment=MANAGED_COMMENT)
+        for f in USER_FLAGS:
+            desired['user_' + f] = 1
+        return changes, lines, desired
+
+    props = []
+    if not _same_roles(state['user_roles'], [p['role']]):
+        changes.append('set the roles of IRIS user %s to %s (were %s)' % (
+            name, p['role'], ','.join(state['user_roles']) or 'none'))
+        props.append(('Roles', _q(p['role'])))
+        desired['user_roles'] = [p['role']]
+    if state['user_enabled'] != 1:
+        changes.append('enable IRIS user %s' % name)
+        props.append(('Enabled', '1'))
+        desired['user_enabled'] = 1
+    for f in USER_FLAGS:
+        # Only when the instance reports the property at all (older versions may not have it).
+        if state['user_' + f] is not None and state['user_' + f] != 1:
+            changes.append('set %s=1 on IRIS user %s' % (f, name))
+            props.append((f, '1'))
+            desired['user_' + f] = 1
+    if password_wrong:
+        changes.append('set the password of IRIS user %s (the login with the configured password was refused)' % name)
+        props.append((USERS_PASSWORD_PROPERTY, _q(password)))
+    if props:
+        lines.append('Kill u %s Set sc=##class(Security.Users).Modify(%s,.u) %s' % (
+            ' '.join('Set u("%s")=%s' % kv for kv in props), _q(name), _status_write('chg.user_modify')))
+    return changes, lines, desired
+
+
+def _authe_word(bit):
+    return 'OS' if bit == AUTHE_OS else 'password'
+
+
+def _system_modify(new):
+    return 'Kill p Set p("AutheEnabled")=%d Set sc=##class(Security.System).Modify(%s,.p) %s' % (
+        new, _q(SYSTEM_OBJECT), _status_write('chg.system'))
+
+
+def _service_modify(enabled, authe):
+    sets = []
+    if enabled is not None:
+        sets.append('Set s("Enabled")=%d' % enabled)
+    if authe is not None:
+        sets.append('Set s("AutheEnabled")=%d' % authe)
+    return 'Kill s %s Set sc=##class(Security.Services).Modify(%s,.s) %s' % (
+        ' '.join(sets), _q(TERMINAL_SERVICE), _status_write('chg.service'))
+
+
+def compare(desired, actual):
+    """Keys whose read-back value differs from the desired one."""
+    diffs = []
+    for key, want in sorted(desired.items()):
+        have = actual.get(key)
+        if key == 'user_roles':
+            if not _same_roles(want or [], have or []):
+                diffs.append('%s: want %s, read %s' % (key, ','.join(want or []), ','.join(have or [])))
+        elif key == 'role_resources':
+            if want is not None and not _same_resources(want, have):
+                diffs.append('%s: want %s, read %s' % (key, want, have))
+        elif key == 'user_comment':
+            continue
+        elif key.startswith('user_') and key[5:] in USER_FLAGS and have is None:
+            # This version does not report the property (older Cache); nothing to compare.
+            continue
+        elif want != have:
+            diffs.append('%s: want %r, read %r' % (key, want, have))
+    return diffs
+
+
+def public_state(state):
+    return dict(state)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Per instance
+# ---------------------------------------------------------------------------------------------------------------
+
+class InstanceError(Exception):
+    pass
+
+
+def manager_login(inst, p, run_as, secrets):
+    """Find how the manager session logs in: 'os' (nothing on stdin) or 'password' (username/password on stdin)."""
+    probe = _iris.is_frozen(None, inst, run_as=run_as, timeout=p['timeout'])
+    if not probe['failed']:
+        return 'os', None, probe
+    if p['username']:
+        probe2 = _iris.is_frozen(None, inst, run_as=run_as, username=p['username'], password=p['password'],
+                                 timeout=p['timeout'])
+        if not probe2['failed']:
+            return 'password', (p['username'], p['password']), probe2
+        raise InstanceError(
+            'instance %s: the manager session as OS user %s was refused both with OS authentication and with the '
+            'given username %s (%s). Command: %s. Next: pass the credentials of an IRIS user with %%All or %%Manager '
+            '(username/password), or set run_as to an OS user that OS authentication accepts'
+            % (inst['name'], run_as, p['username'], _iris._scrub(probe2['msg'], p['password']),
+               ' '.join(probe2['command'])))
+    raise InstanceError(
+        'instance %s: cannot open a manager session as OS user %s without a password (%s). Command: %s. Next: pass '
+        'username/password of an IRIS administrator (%%All or %%Manager; fed on stdin only), or set run_as to an OS '
+        'user that OS authentication logs in' % (inst['name'], run_as, probe['msg'], ' '.join(probe['command'])))
+
+
+def read_state(inst, p, run_as, creds, secrets, what):
+    role = p['role'] if p['role_resources'] else None
+    res = run_script(inst, read_lines(p['name'], role), run_as, p['timeout'], creds=creds, secrets=secrets)
+    if res['complete'] and res['errors']:
+        raise InstanceError(
+            'instance %s: the %s script hit ObjectScript errors (%s); nothing was changed by it. Command: %s. Next: %s'
+            % (inst['name'], what, '; '.join(res['errors']), ' '.join(res['command']),
+               'this version may lack Security.Roles: drop role_resources and create the role by hand' if role and
+               any('Security.Roles' in e for e in res['errors']) else
+               'check that the manager session has %Manager or %All'))
+    if not res['complete']:
+        raise InstanceError(
+            'instance %s: the %s script did not complete (rc=%s%s%s). Command: %s. Next: check that OS user %s can '
+            'open a %%SYS session and look at %s' % (
+                inst['name'], what, res['rc'], ', access denied' if res['denied'] else '',
+                (', errors: ' + '; '.join(res['errors'])) if res['errors'] else '', ' '.join(res['command']), run_as,
+                inst.get('messages_log') or 'the instance log'))
+    try:
+        return parse_state(res['values'], bool(role)), res
+    except ValueError as exc:
+        raise InstanceError('instance %s: cannot read the security settings (%s%s). Command: %s. Next: check that the '
+                            'manager session has %%Manager or %%All%s' % (
+                                inst['name'], exc, (': ' + '; '.join(res['errors'])) if res['errors'] else '',
+                                ' '.join(res['command']),
+                                ' and that this version has Security.Roles (or drop role_resources)' if role else ''))
+
+
+def os_user_exists(name):
+    return _iris.check_run_as(name) is None
+
+
+def os_auth_would_login(state):
+    return bool(state['system_authe'] & AUTHE_OS and state['service_authe'] & AUTHE_OS and state['user_exists']
+                and state['user_enabled'] == 1)
+
+
+def login_as_backup_user(inst, p, creds):
+    """IsWDSuspendedExt as the backup OS user; returns the _iris.is_frozen result plus 'ok'."""
+    r = _iris.is_frozen(None, inst, run_as=p['name'], username=creds[0] if creds else None,
+                        password=creds[1] if creds else None, timeout=p['timeout'])
+    r['ok'] = not r['failed']
+    r['denied'] = 'access denied' in ((r.get('stdout') or '') + (r.get('stderr') or '')).lower()
+    return r
+
+
+def new_result(inst):
+    return {'instance': inst['name'], 'flavour': inst.get('flavour'), 'changed': False, 'changes': [], 'before': {},
+            'after': {}, 'manager_auth': None, 'run_as': None, 'verify': None, 'warnings': [], 'msg': ''}
+
+
+def process_instance(module, inst, p, res):
+    """Fill ``res`` (see new_result) in place, so that a failure half-way still reports what was changed."""
+    secrets = [s for s in (p['password'], p['user_password']) if s]
+    run_as = p['run_as'] or _iris.default_run_as(inst)
+    res['run_as'] = run_as
+    err = _iris.check_run_as(run_as) if run_as else 'no manager or owner user in parameters.isc'
+    if err:
+        raise InstanceError('instance %s: cannot run the manager session as %s (%s). Next: set run_as to the OS user '
+                            'that manages the instance' % (inst['name'], run_as, err))
+    res['manager_auth'], creds, _probe = manager_login(inst, p, run_as, secrets)
+    before, _r = read_state(inst, p, run_as, creds, secrets, 'read')
+    res['before'] = public_state(before)
+
+    password_wrong = False
+    if p['state'] == 'present' and p['auth'] == 'password' and before['user_exists'] and \
+            p['update_password'] == 'always':
+        if os_auth_would_login(before):
+            res['warnings'].append(
+                'instance %s: OS authentication logs %s in without a password, so the configured password cannot be '
+                'checked by a login; it was left unchanged' % (inst['name'], p['name']))
+        elif not os_user_exists(p['name']):
+            if module.check_mode:
+                res['warnings'].append('instance %s: OS user %s does not exist yet; the password could not be checked'
+                                       % (inst['name'], p['name']))
+            else:
+                raise InstanceError('instance %s: OS user %s does not exist, so the password cannot be checked by a '
+                                    'login. Next: create the OS user first (the backup_user role does)'
+                                    % (inst['name'], p['name']))
+        else:
+            probe = login_as_backup_user(inst, p, (p['name'], p['user_password']))
+            password_wrong = probe['denied']
+
+    changes, lines, desired = plan(before, p, password_wrong=password_wrong)
+    res['changes'] = changes
+    res['changed'] = bool(changes) and module.check_mode
+
+    loses_os_auth = any(before[k] & AUTHE_OS and not desired[k] & AUTHE_OS for k in ('system_authe', 'service_authe'))
+    if res['manager_auth'] == 'os' and loses_os_auth:
+        if not p['username']:
+            raise InstanceError(
+                'instance %s: disable_os_auth would switch off the OS authentication that the manager session (OS '
+                'user %s) uses, and no username/password was given to log in afterwards; nothing was changed. Next: '
+                'pass username/password of an IRIS administrator' % (inst['name'], run_as))
+
+    if module.check_mode:
+        res['after'] = public_state(desired)
+        res['msg'] = ('instance %s: would %s' % (inst['name'], '; '.join(changes))) if changes else \
+            'instance %s: nothing to change' % inst['name']
+        return res
+
+    if lines:
+        applied = run_script(inst, lines, run_as, p['timeout'], creds=creds, secrets=secrets)
+        failed_calls = ['%s: %s' % (k[4:], v.split('|', 1)[1] if '|' in v else v)
+                        for k, v in sorted(applied['values'].items()) if k.startswith('chg.') and not v.startswith('1')]
+        res['changed'] = any(k.startswith('chg.') and v.startswith('1') for k, v in applied['values'].items())
+        if not applied['complete'] or failed_calls or applied['errors']:
+            raise InstanceError(
+                'instance %s: changing the security settings failed (%s). Planned: %s. Command: %s. Next: fix the cause '
+                'and run again; the state is read before every change, so a rerun only does what is still missing' % (
+                    inst['name'], '; '.join(failed_calls + applied['errors']) or 'rc=%s, script incomplete'
+                    % applied['rc'], '; '.join(changes), ' '.join(applied['command'])))
+        res['changed'] = True
+        # iris session (like iris merge) reporting success is not proof: read everything back.  Log in again: the
+        # changes may have switched off the OS authentication the manager session used.
+        _auth, creds, _probe = manager_login(inst, p, run_as, secrets)
+        after, _r = read_state(inst, p, run_as, creds, secrets, 'read-back')
+        res['after'] = public_state(after)
+        diffs = compare(desired, after)
+        if diffs:
+            raise InstanceError('instance %s: the changes did not take effect (%s). Command: %s. Next: look at %s and at '
+                                'the security settings in the management portal' % (
+                                    inst['name'], '; '.join(diffs), ' '.join(applied['command']),
+                                    inst.get('messages_log') or 'the instance log'))
+    else:
+        res['after'] = public_state(before)
+
+    if p['state'] == 'present' and p['verify']:
+        if not os_user_exists(p['name']):
+            raise InstanceError('instance %s: OS user %s does not exist, so the login cannot be verified. Next: create '
+                                'it (the irisops.backup.backup_user role does) or set verify=false'
+                                % (inst['name'], p['name']))
+        creds_user = (p['name'], p['user_password']) if p['auth'] == 'password' else None
+        v = login_as_backup_user(inst, p, creds_user)
+        res['verify'] = {'rc': v['rc'], 'ok': v['ok'], 'frozen': v.get('frozen'), 'command': v['command'],
+                         'msg': v['msg'], 'stdout': _scrub_all(v.get('stdout'), secrets),
+                         'stderr': _scrub_all(v.get('stderr'), secrets)}
+        if not v['ok']:
+            raise InstanceError(
+                'instance %s: verification failed: IsWDSuspendedExt as OS user %s %s returned %s (expected 3 or 5): %s. '
+                'Command: %s. Next: %s' % (
+                    inst['name'], p['name'], 'with the password on stdin' if creds_user else 'without credentials',
+                    v['rc'], _scrub_all(v['msg'], secrets), ' '.join(v['command']),
+                    'check the role (a custom role may lack privileges: try %Manager)' if 'PROTECT' in
+                    (v.get('stdout') or '') else 'check the authentication settings of %s and the IRIS user' %
+                    TERMINAL_SERVICE))
+    res['msg'] = ('instance %s: %s' % (inst['name'], '; '.join(changes))) if changes else \
+        'instance %s: nothing to change' % inst['name']
+    if res['verify']:
+        res['msg'] += '; IsWDSuspendedExt as %s returned %s' % (p['name'], res['verify']['rc'])
+    return res
+
+
+def _scrub_all(text, secrets):
+    for s in secrets:
+        text = _iris._scrub(text, s)
+    return text
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+def main():
+    argument_spec = _iris.common_argument_spec()
+    argument_spec.update(
+        name=dict(type='str', required=True),
+        state=dict(type='str', default='present', choices=['present', 'absent']),
+        instances=dict(type='list', elements='str', default=['all'], aliases=['instance']),
+        role=dict(type='str', default='%Manager'),
+        role_resources=dict(type='str'),
+        auth=dict(type='str', default='os', choices=['os', 'password']),
+        user_password=dict(type='str', no_log=True),
+        update_password=dict(type='str', default='always', choices=['always', 'on_create'], no_log=False),
+        full_name=dict(type='str', default='irisops.backup external backup user'),
+        enable_os_auth=dict(type='bool', default=True),
+        disable_os_auth=dict(type='bool', default=False),
+        verify=dict(type='bool', default=True),
+    )
+    module = AnsibleModule(
+        argument_spec=argument_spec,
+        supports_check_mode=True,
+        required_if=[('auth', 'password', ('user_password',))],
+    )
+    p = module.params
+    result = dict(changed=False, instances=[], skipped=[], user=p['name'], instance_results={})
+
+    errors = _iris.validate_common(p)
+    if not re.match(r'^[a-z_][a-z0-9_.-]*$', p['name'] or '', re.I) or len(p['name']) > 32:
+        errors.append('name %r is not a valid OS user name (letters, digits, _ . -, at most 32 characters)' % p['name'])
+    if not (p['role'] or '').strip() or ',' in p['role']:
+        errors.append('role must be one role name (got %r)' % p['role'])
+    if p['role_resources'] is not None:
+        if not p['role_resources'].strip():
+            p['role_resources'] = None
+        elif p['role'].startswith('%'):
+            errors.append('role_resources is set, so role %s would be created/changed; roles starting with %% are '
+                          'reserved by InterSystems - choose another name (for example IrisOpsBackup)' % p['role'])
+    for key in ('name', 'role', 'role_resources', 'full_name', 'user_password'):
+        if p[key] is not None:
+            try:
+                _q(p[key])
+            except ValueError:
+                errors.append('%s must not contain control characters (newline, tab, ...)' % key)
+    if errors:
+        module.fail_json(msg='nothing changed: ' + '; '.join(errors), **result)
+
+    sel = _iris.prepare_selection(p['instances'], run_as=p['run_as'])
+    result['instances'] = [i['name'] for i in sel['selected']]
+    if any(str(s).lower() == 'all' for s in p['instances']):
+        result['skipped'] = [i['name'] for i in sel['instances'] if not i.get('ready')]
+    if sel['errors']:
+        module.fail_json(msg='nothing changed: ' + '; '.join(sel['errors']), **result)
+
+    warnings = []
+    for inst in sel['selected']:
+        r = new_result(inst)
+        result['instance_results'][inst['name']] = r
+        try:
+            process_instance(module, inst, p, r)
+        except InstanceError as exc:
+            r['msg'] = _scrub_all(str(exc), [s for s in (p['password'], p['user_password']) if s])
+            r['failed'] = True
+            result['changed'] = any(x.get('changed') for x in result['instance_results'].values())
+            done = [n for n, x in result['instance_results'].items() if x.get('changed')]
+            module.fail_json(msg='%s%s' % (r['msg'], ('. Changed before the failure: %s' % ', '.join(done))
+                                           if done else ''), **result)
+        warnings.extend(r['warnings'])
+    result['changed'] = any(r['changed'] for r in result['instance_results'].values())
+    for w in warnings:
+        module.warn(w)
+    if module._diff:
+        result['diff'] = {
+            'before': dict((n, r['before']) for n, r in result['instance_results'].items()),
+            'after': dict((n, r['after']) for n, r in result['instance_results'].items()),
+        }
+    module.exit_json(msg='; '.join(r['msg'] for r in result['instance_results'].values()) or 'no instance selected',
+                     **result)
+
+
+if __name__ == '__main__':
+    main()
