@@ -1,0 +1,872 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) irisops.backup contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# Installed by the irisops.backup.hooks role as /usr/local/lib/irisops/irisops_hook.py next to a verbatim copy of
+# the collection's plugins/module_utils/_iris.py, and run through /usr/local/sbin/irisops-hook
+# (`python3 -I -B .../irisops_hook.py "$@"`).  Standard library only, Python 3.6+.
+"""irisops-hook: freeze and thaw the InterSystems IRIS / Cache instances of this host around a snapshot.
+
+Called by VMware Tools (pre-freeze-script, post-thaw-script, backupScripts.d), Azure Backup (ScriptRunner
+pre/post scripts) or any backup tool (generic pre/post pair):
+
+    irisops-hook [options] freeze      [scriptArg]   freeze all selected running instances, all or nothing
+    irisops-hook [options] thaw        [scriptArg]   thaw what the matching freeze froze (+ ExternalSetHistory)
+    irisops-hook [options] freezeFail  [scriptArg]   thaw what the matching freeze froze, record nothing
+    irisops-hook [options] status                    IsWDSuspendedExt of every instance and the saved state
+    irisops-hook [options] check                     configuration and library self-test; freezes nothing
+
+Exit status: 0 success, 1 failure (for ``freeze``: nothing is left frozen), the warning status (option
+--warning-rc, 0 unless set; the Azure scripts use 2) when the run succeeded with a warning.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+import argparse
+import concurrent.futures
+import configparser
+import errno
+import fcntl
+import json
+import os
+import socket
+import sys
+import time
+
+__metaclass__ = type
+
+VERSION = '1.0.0'
+#: The _iris.py API this program was written against (module_utils/_iris.py API_VERSION).
+REQUIRED_API_VERSION = 1
+
+DEFAULT_CONFIG = '/etc/irisops/hook.conf'
+#: _iris.py is looked up next to this file unless lib_dir says otherwise.
+DEFAULT_LIB_DIR = os.path.dirname(os.path.abspath(__file__))
+CONFIG_SECTION = 'irisops-hook'
+
+DEFAULTS = {
+    'lib_dir': DEFAULT_LIB_DIR,
+    'instances': 'all',
+    'run_as': '',
+    'log_file': '/var/log/irisops-hook.log',
+    'state_dir': '/var/lib/irisops-hook',
+    'syslog': 'true',
+    'syslog_facility': 'user',
+    'time_budget': '300',
+    'session_timeout': '120',
+    'external_freeze_timeout': '0',
+    'wd_suspend_limit': '0',
+    'switch_journal': '',
+    'freeze_text': '',
+    'set_history': 'false',
+    'stat_fallback': 'true',
+    'warning_rc': '0',
+    'caller': 'manual',
+}
+
+#: Seconds kept back from the budget for discovery, locking and logging.
+BUDGET_RESERVE = 10
+#: Smallest session timeout ever used (a budget below this is refused).
+MIN_SESSION_TIMEOUT = 5
+
+RC_OK = 0
+RC_ERROR = 1
+
+ACTIONS = ('freeze', 'thaw', 'freezeFail', 'status', 'check')
+
+
+class HookError(Exception):
+    """A failure that ends the run with RC_ERROR after logging ``str(exc)``."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Logging: one line per step and instance, `date` timestamps as in the InterSystems sample scripts, to a file,
+# to syslog and to stdout (VMware Tools and the Azure agent keep the script's output in their own logs).
+# ---------------------------------------------------------------------------------------------------------------
+
+class Logger(object):
+    LEVELS = {'info': 'LOG_INFO', 'warning': 'LOG_WARNING', 'error': 'LOG_ERR'}
+
+    def __init__(self, path, caller, use_syslog=True, facility='user', quiet=False):
+        self.path = path
+        self.caller = caller
+        self.quiet = quiet
+        self.syslog = None
+        self.file_error = None
+        self.pid = os.getpid()
+        if use_syslog:
+            try:
+                import syslog
+                fac = getattr(syslog, 'LOG_' + facility.upper(), syslog.LOG_USER)
+                syslog.openlog('irisops-hook', syslog.LOG_PID, fac)
+                self.syslog = syslog
+            except (ImportError, AttributeError):  # pragma: no cover - syslog exists on every Linux Python
+                self.syslog = None
+        self.fh = None
+        if path:
+            try:
+                d = os.path.dirname(path)
+                if d and not os.path.isdir(d):
+                    os.makedirs(d, 0o755)
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+                self.fh = os.fdopen(fd, 'a')
+            except OSError as exc:
+                self.file_error = '%s: %s' % (path, exc)
+
+    @staticmethod
+    def stamp():
+        # Same shape as `date` in the InterSystems sample freeze/thaw scripts: "Mon Nov 23 10:51:26 UTC 2026".
+        return time.strftime('%a %b %d %H:%M:%S %Z %Y')
+
+    def _emit(self, level, msg, to_syslog=True):
+        prefix = {'error': 'ERROR: ', 'warning': 'WARNING: '}.get(level, '')
+        line = '%s: [%s %d] %s%s' % (self.stamp(), self.caller, self.pid, prefix, msg)
+        if self.fh is not None:
+            try:
+                self.fh.write(line + '\n')
+                self.fh.flush()
+            except (IOError, OSError):
+                pass
+        if not self.quiet:
+            stream = sys.stderr if level == 'error' else sys.stdout
+            try:
+                stream.write(line + '\n')
+                stream.flush()
+            except (IOError, OSError):
+                pass
+        if to_syslog and self.syslog is not None:
+            try:
+                self.syslog.syslog(getattr(self.syslog, self.LEVELS[level]),
+                                   '[%s] %s%s' % (self.caller, {'error': 'ERROR: ', 'warning': 'WARNING: '}.get(
+                                       level, ''), msg))
+            except Exception:  # never let syslog break a freeze/thaw
+                pass
+
+    def info(self, msg):
+        self._emit('info', msg)
+
+    def warning(self, msg):
+        self._emit('warning', msg)
+
+    def error(self, msg):
+        self._emit('error', msg)
+
+    def detail(self, prefix, text):
+        """Output captured from IRIS (ExternalFreeze LogFile etc.): the log file only, indented."""
+        if self.fh is None or not text:
+            return
+        for raw in text.replace('\r\n', '\n').split('\n'):
+            if raw.strip():
+                try:
+                    self.fh.write('%s%s\n' % (prefix, raw.rstrip()))
+                except (IOError, OSError):
+                    return
+        try:
+            self.fh.flush()
+        except (IOError, OSError):
+            pass
+
+    def blank(self):
+        if self.fh is not None:
+            try:
+                self.fh.write('\n')
+                self.fh.flush()
+            except (IOError, OSError):
+                pass
+
+    def close(self):
+        if self.fh is not None:
+            try:
+                self.fh.close()
+            except (IOError, OSError):
+                pass
+            self.fh = None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Configuration
+# ---------------------------------------------------------------------------------------------------------------
+
+def _bool(value, name):
+    text = str(value).strip().lower()
+    if text in ('1', 'true', 'yes', 'on'):
+        return True
+    if text in ('0', 'false', 'no', 'off', ''):
+        return False
+    raise HookError('%s: expected true/false, got %r' % (name, value))
+
+
+def _int(value, name, minimum=0, maximum=None):
+    try:
+        ivalue = int(str(value).strip())
+    except ValueError:
+        raise HookError('%s: expected an integer, got %r' % (name, value))
+    if ivalue < minimum or (maximum is not None and ivalue > maximum):
+        raise HookError('%s: %d is out of range (%s..%s)' % (name, ivalue, minimum, maximum if maximum else 'any'))
+    return ivalue
+
+
+def parse_run_as(text):
+    """'' -> None (each instance's manager user); 'user' -> 'user'; 'IRIS:u1,CACHE:u2' -> dict (upper-case names)."""
+    text = (text or '').strip()
+    if not text:
+        return None
+    if ':' not in text and '=' not in text:
+        return text
+    mapping = {}
+    for part in text.split(','):
+        part = part.strip()
+        if not part:
+            continue
+        sep = ':' if ':' in part else '='
+        name, _s, user = part.partition(sep)
+        if not name.strip() or not user.strip():
+            raise HookError('run_as: cannot parse %r (use USER or INSTANCE:USER,INSTANCE:USER)' % part)
+        mapping[name.strip().upper()] = user.strip()
+    return mapping
+
+
+def load_settings(args):
+    """Defaults < config file < command-line options."""
+    settings = dict(DEFAULTS)
+    path = args.config
+    if path and os.path.exists(path):
+        parser = configparser.ConfigParser(interpolation=None)
+        try:
+            with open(path) as f:
+                parser.read_file(f)
+        except (IOError, OSError, configparser.Error) as exc:
+            raise HookError('cannot read configuration %s: %s' % (path, exc))
+        if parser.has_section(CONFIG_SECTION):
+            for key, value in parser.items(CONFIG_SECTION):
+                if key not in DEFAULTS:
+                    raise HookError('unknown setting %r in %s [%s]' % (key, path, CONFIG_SECTION))
+                settings[key] = value
+    elif path and path != DEFAULT_CONFIG:
+        raise HookError('configuration file %s does not exist' % path)
+    for key in DEFAULTS:
+        value = getattr(args, key, None)
+        if value is not None:
+            settings[key] = value
+    s = {
+        'lib_dir': settings['lib_dir'],
+        'instances': [x.strip() for x in str(settings['instances']).replace(' ', ',').split(',') if x.strip()],
+        'run_as': parse_run_as(settings['run_as']),
+        'log_file': settings['log_file'],
+        'state_dir': settings['state_dir'],
+        'syslog': _bool(settings['syslog'], 'syslog'),
+        'syslog_facility': settings['syslog_facility'] or 'user',
+        'time_budget': _int(settings['time_budget'], 'time_budget', minimum=BUDGET_RESERVE + MIN_SESSION_TIMEOUT),
+        'session_timeout': _int(settings['session_timeout'], 'session_timeout', minimum=MIN_SESSION_TIMEOUT),
+        'external_freeze_timeout': _int(settings['external_freeze_timeout'], 'external_freeze_timeout'),
+        'wd_suspend_limit': _int(settings['wd_suspend_limit'], 'wd_suspend_limit'),
+        'switch_journal': (None if str(settings['switch_journal']).strip() == ''
+                           else _bool(settings['switch_journal'], 'switch_journal')),
+        'freeze_text': settings['freeze_text'] or None,
+        'set_history': _bool(settings['set_history'], 'set_history'),
+        'stat_fallback': _bool(settings['stat_fallback'], 'stat_fallback'),
+        'warning_rc': _int(settings['warning_rc'], 'warning_rc', maximum=255),
+        'caller': settings['caller'] or 'manual',
+    }
+    if not s['instances']:
+        s['instances'] = ['all']
+    if not all(c.isalnum() or c in '-_.' for c in s['caller']):
+        raise HookError('caller %r: use letters, digits, - _ . only (it names the state file)' % s['caller'])
+    return s
+
+
+def session_timeout_for(settings):
+    """Per-session timeout so that the worst case of one freeze stays inside the time budget.
+
+    Worst case per instance (all instances run in parallel): state query + ExternalFreeze + query after a
+    failure + thaw of the failed instance + rollback thaw = 2 queries + 3 sessions, with a query bounded by
+    min(timeout, 30 s).  With the reserve for discovery this is budget >= reserve + 2*min(t,30) + 3*t.
+    """
+    budget = settings['time_budget'] - BUDGET_RESERVE
+    t = min(settings['session_timeout'], budget // 3)
+    while t > MIN_SESSION_TIMEOUT and 2 * min(t, 30) + 3 * t > budget:
+        t -= 1
+    return max(MIN_SESSION_TIMEOUT, t)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# State files: <state_dir>/<caller>.json records what `freeze` froze, so that `thaw`/`freezeFail` of the same
+# caller thaw exactly those instances.  One file per caller makes nested hooks work: with both the legacy
+# pre-freeze-script and a backupScripts.d entry installed the first freezes, the second finds the instances
+# already frozen and records nothing, and the instances are thawed by the last thaw script (post-thaw-script).
+# ---------------------------------------------------------------------------------------------------------------
+
+class StateStore(object):
+    def __init__(self, state_dir, caller):
+        self.dir = state_dir
+        self.caller = caller
+        self.path = os.path.join(state_dir, '%s.json' % caller)
+        self.lock_path = os.path.join(state_dir, 'lock')
+        self.lock_fd = None
+
+    def ensure_dir(self):
+        if not os.path.isdir(self.dir):
+            os.makedirs(self.dir, 0o700)
+
+    def lock(self, wait):
+        self.ensure_dir()
+        self.lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.time() + wait
+        while True:
+            try:
+                fcntl.flock(self.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except (IOError, OSError) as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                    raise
+            if time.time() >= deadline:
+                raise HookError('another irisops-hook run holds %s for more than %d s; nothing done' % (
+                    self.lock_path, wait))
+            time.sleep(0.2)
+
+    def unlock(self):
+        if self.lock_fd is not None:
+            try:
+                fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
+                os.close(self.lock_fd)
+            except OSError:
+                pass
+            self.lock_fd = None
+
+    def read(self):
+        """The saved state dict, None when there is no state file, or raise HookError when it is unreadable."""
+        try:
+            with open(self.path) as f:
+                data = json.load(f)
+        except (IOError, OSError) as exc:
+            if exc.errno == errno.ENOENT:
+                return None
+            raise HookError('cannot read state file %s: %s' % (self.path, exc))
+        except ValueError as exc:
+            return {'corrupt': str(exc), 'frozen': None}
+        if not isinstance(data, dict) or not isinstance(data.get('frozen'), list):
+            return {'corrupt': 'unexpected content', 'frozen': None}
+        return data
+
+    def write(self, data):
+        self.ensure_dir()
+        tmp = '%s.%d.tmp' % (self.path, os.getpid())
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, 'w') as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+            f.write('\n')
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, self.path)
+
+    def remove(self):
+        try:
+            os.unlink(self.path)
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:
+                raise
+
+    def all_states(self):
+        res = {}
+        try:
+            names = sorted(os.listdir(self.dir))
+        except OSError:
+            return res
+        for n in names:
+            if n.endswith('.json'):
+                try:
+                    with open(os.path.join(self.dir, n)) as f:
+                        res[n[:-5]] = json.load(f)
+                except (IOError, OSError, ValueError) as exc:
+                    res[n[:-5]] = {'corrupt': str(exc)}
+        return res
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The library
+# ---------------------------------------------------------------------------------------------------------------
+
+def import_iris(lib_dir):
+    if lib_dir and lib_dir not in sys.path:
+        sys.path.insert(0, lib_dir)
+    try:
+        import _iris  # noqa: E402 pylint: disable=import-error
+    except ImportError as exc:
+        raise HookError('cannot import _iris from %s (%s): reinstall with the irisops.backup.hooks role' % (
+            lib_dir, exc))
+    api = getattr(_iris, 'API_VERSION', None)
+    if api != REQUIRED_API_VERSION:
+        raise HookError('%s/_iris.py has API_VERSION %r, this program needs %r: install both from the same '
+                        'irisops.backup collection' % (lib_dir, api, REQUIRED_API_VERSION))
+    return _iris
+
+
+class Hook(object):
+    def __init__(self, iris, settings, log, extra_arg=None):
+        self.iris = iris
+        self.s = settings
+        self.log = log
+        self.extra_arg = extra_arg
+        self.started = time.time()
+        self.session_timeout = session_timeout_for(settings)
+        self.store = StateStore(settings['state_dir'], settings['caller'])
+        self.warnings = 0
+
+    # -- helpers ----------------------------------------------------------------------------------------------
+
+    def warn(self, msg):
+        self.warnings += 1
+        self.log.warning(msg)
+
+    def rc_ok(self):
+        return self.s['warning_rc'] if self.warnings else RC_OK
+
+    def elapsed(self):
+        return time.time() - self.started
+
+    def run_as_for(self, inst):
+        ra = self.s['run_as']
+        if isinstance(ra, dict):
+            return ra.get(inst['name'].upper()) or None
+        return ra
+
+    def run_as_arg(self, instances):
+        """run_as for _iris.freeze_many: None, one user, or a dict keyed by the instance names as discovered."""
+        ra = self.s['run_as']
+        if isinstance(ra, dict):
+            return dict((i['name'], self.run_as_for(i)) for i in instances)
+        return ra
+
+    def user_of(self, inst):
+        return self.run_as_for(inst) or self.iris.default_run_as(inst) or self.iris.current_username()
+
+    def discover(self):
+        instances, errors = self.iris.discover_instances(timeout=min(30, self.session_timeout))
+        for e in errors:
+            self.warn('discovery: %s' % e)
+        return instances
+
+    def select(self, instances, names=None, require_ready=True):
+        """Resolve the configured selection (or ``names``); returns (selected, errors)."""
+        wanted = names if names is not None else self.s['instances']
+        if not instances:
+            return [], []
+        selected, errors = self.iris.select_instances(instances, wanted)
+        if any(str(w).lower() == 'all' for w in wanted):
+            for inst in instances:
+                if inst not in selected:
+                    self.log.info('%s is %s (%s); skipped'
+                                  % (inst['name'], inst.get('status'), inst.get('status_raw')))
+        elif require_ready:
+            for inst in selected:
+                err = self.iris.instance_not_ready_error(inst)
+                if err:
+                    errors.append(err)
+        for inst in selected:
+            user = self.user_of(inst)
+            err = self.iris.check_run_as(user)
+            if err:
+                errors.append('instance %s: cannot run sessions as %s (%s); set run_as in %s' % (
+                    inst['name'], user, err, DEFAULT_CONFIG))
+        return selected, errors
+
+    def _run_parallel(self, fn, instances):
+        results = {}
+        if not instances:
+            return results
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(instances)) as pool:
+            futs = dict((pool.submit(fn, inst), inst['name']) for inst in instances)
+            for fut in concurrent.futures.as_completed(futs):
+                name = futs[fut]
+                try:
+                    results[name] = fut.result()
+                except Exception as exc:  # a bug must not stop the other thaws
+                    results[name] = {'failed': True, 'changed': False,
+                                     'msg': 'internal error %s: %s' % (type(exc).__name__, exc)}
+        return results
+
+    # -- freeze -----------------------------------------------------------------------------------------------
+
+    def freeze(self):
+        log = self.log
+        iris = self.iris
+        log.blank()
+        log.info('Freeze started (irisops-hook %s on %s; instances: %s; time budget %d s, session timeout %d s%s)'
+                 % (VERSION, socket.gethostname(), ','.join(self.s['instances']), self.s['time_budget'],
+                    self.session_timeout, '; script argument %r' % self.extra_arg if self.extra_arg else ''))
+        self.store.lock(min(30, max(5, self.s['time_budget'] // 10)))
+        previous = self.store.read()
+        carried = []
+        if previous is not None:
+            if previous.get('frozen') is None:
+                self.warn('state file %s is unreadable (%s); it is replaced' % (self.store.path,
+                                                                                previous.get('corrupt')))
+            elif previous.get('frozen'):
+                carried = list(previous['frozen'])
+                self.warn('state file %s from %s still lists %s as frozen by an earlier freeze that was never '
+                          'thawed; they stay on the list for the next thaw' % (
+                              self.store.path, previous.get('time', '?'), ', '.join(carried)))
+        instances = self.discover()
+        selected, errors = self.select(instances)
+        if errors:
+            for e in errors:
+                log.error(e)
+            self._save_freeze_state(carried, 'refused')
+            log.error('Freeze finished: nothing was frozen (%d problem(s) above); exit %d' % (len(errors), RC_ERROR))
+            return RC_ERROR
+        if not selected:
+            self._save_freeze_state(carried, 'nothing to freeze')
+            self.warn('no running IRIS or Cache instance found (iris qlist / ccontrol qlist); nothing to freeze')
+            log.info('Freeze finished: nothing frozen; exit %d' % self.rc_ok())
+            return self.rc_ok()
+        for inst in selected:
+            log.info('Attempting to freeze %s (%s, sessions as %s)' % (inst['name'], inst.get('flavour'),
+                                                                       self.user_of(inst)))
+        kwargs = dict(timeout=self.session_timeout)
+        if self.s['external_freeze_timeout']:
+            kwargs['external_freeze_timeout'] = self.s['external_freeze_timeout']
+        if self.s['wd_suspend_limit']:
+            kwargs['wd_suspend_limit'] = self.s['wd_suspend_limit']
+        if self.s['switch_journal'] is not None:
+            kwargs['switch_journal'] = self.s['switch_journal']
+        if self.s['freeze_text']:
+            kwargs['text'] = self.s['freeze_text']
+        # Record the intent before freezing: if this process is killed (framework timeout) the thaw/freezeFail
+        # that follows still knows which instances may be frozen.
+        self._save_freeze_state(carried + [i['name'] for i in selected if i['name'] not in carried], 'in progress')
+        res = iris.freeze_many(None, selected, run_as=self.run_as_arg(selected), **kwargs)
+        results = res['results']
+        frozen_now = []
+        for inst in selected:
+            name = inst['name']
+            r = results.get(name) or {}
+            self.log.detail('    %s | ' % name, r.get('log') or '')
+            if r.get('failed'):
+                log.error('  %s FREEZE FAILED: %s' % (name, r.get('msg')))
+            elif r.get('already_frozen'):
+                self.warn('  %s was already frozen before this run (IsWDSuspendedExt=5); it is left to whoever '
+                          'froze it and not recorded for thaw' % name)
+            elif r.get('rolled_back'):
+                log.info('  %s was frozen, then THAWED AGAIN because another instance failed' % name)
+            elif r.get('changed'):
+                frozen_now.append(name)
+                extra = []
+                if r.get('journal_file'):
+                    extra.append('journal restore starts at %s' % r['journal_file'])
+                if r.get('duration_ms') is not None:
+                    extra.append('%.1f s' % (r['duration_ms'] / 1000.0))
+                detail = '; ' + ', '.join(extra) if extra else ''
+                log.info('  %s IS FROZEN (ExternalFreeze exit %s%s)' % (name, r.get('rc'), detail))
+                for w in r.get('warnings') or []:
+                    log.info('  %s: %s' % (name, w))
+            log.info('  Completed freeze of %s' % name)
+        if res['failed']:
+            still = list(res.get('still_frozen') or [])
+            for name in list(still):
+                inst = iris.find_instance(selected, name)
+                t = iris.thaw(None, inst, run_as=self.run_as_for(inst), timeout=self.session_timeout,
+                              stat_fallback=self.s['stat_fallback'])
+                if not t['failed']:
+                    log.info('  %s thawed on the second attempt (%s)' % (name, t.get('thawed_by')))
+                    still.remove(name)
+                else:
+                    log.error('  %s IS STILL FROZEN: %s' % (name, t['msg']))
+            self._save_freeze_state(carried + [n for n in still if n not in carried], 'failed')
+            if still:
+                log.error('Freeze finished: FAILED and %s could not be thawed again - run `irisops-hook --caller '
+                          '%s freezeFail` or `iris stat <instance> -W` now; exit %d' % (
+                              ', '.join(still), self.s['caller'], RC_ERROR))
+            else:
+                log.error('Freeze finished: FAILED (%s); no instance is left frozen by this run; exit %d' % (
+                    ', '.join(sorted(n for n, r in results.items() if r.get('failed'))), RC_ERROR))
+            return RC_ERROR
+        self._save_freeze_state(carried + [n for n in frozen_now if n not in carried], 'frozen')
+        log.info('Freeze finished: frozen %s in %.1f s; exit %d'
+                 % (', '.join(frozen_now) or 'nothing new', self.elapsed(), self.rc_ok()))
+        return self.rc_ok()
+
+    def _save_freeze_state(self, names, result):
+        self.store.write({
+            'caller': self.s['caller'], 'frozen': list(names), 'result': result, 'pid': os.getpid(),
+            'time': time.strftime('%Y-%m-%dT%H:%M:%S%z'), 'version': VERSION,
+        })
+
+    # -- thaw / freezeFail ------------------------------------------------------------------------------------
+
+    def thaw(self, action):
+        log = self.log
+        iris = self.iris
+        record = action == 'thaw' and self.s['set_history']
+        log.blank()
+        log.info('%s started (irisops-hook %s on %s; time budget %d s, session timeout %d s%s)' % (
+            'Thaw' if action == 'thaw' else 'FreezeFail (backup aborted)', VERSION, socket.gethostname(),
+            self.s['time_budget'], self.session_timeout,
+            '; script argument %r' % self.extra_arg if self.extra_arg else ''))
+        self.store.lock(min(30, max(5, self.s['time_budget'] // 10)))
+        state = self.store.read()
+        instances = self.discover()
+        if state is not None and state.get('frozen') is not None:
+            names = list(state['frozen'])
+            from_state = True
+            if not names:
+                log.info('state file %s: the freeze of this caller froze nothing (%s); nothing to thaw' % (
+                    self.store.path, state.get('result')))
+        else:
+            from_state = False
+            if state is None:
+                self.warn('no state file %s (no freeze by caller %s, or the state was lost): thawing every frozen '
+                          'instance of the selection (%s)'
+                          % (self.store.path, self.s['caller'], ','.join(self.s['instances'])))
+            else:
+                self.warn('state file %s is unreadable (%s): thawing every frozen instance of the selection' % (
+                    self.store.path, state.get('corrupt')))
+            sel, errs = self.select(instances, require_ready=False)
+            for e in errs:
+                log.error(e)
+            names = [i['name'] for i in sel]
+        targets = []
+        errors = []
+        for name in names:
+            inst = iris.find_instance(instances, name)
+            if inst is None:
+                errors.append('%s: listed as frozen in %s but not found by iris/ccontrol qlist' % (
+                    name, self.store.path))
+                continue
+            user = self.user_of(inst)
+            err = iris.check_run_as(user)
+            if err:
+                errors.append('%s: cannot run sessions as %s (%s)' % (name, user, err))
+                continue
+            targets.append(inst)
+        for e in errors:
+            log.error(e)
+        for inst in targets:
+            log.info('Attempting to thaw %s (%s, sessions as %s)' % (inst['name'], inst.get('flavour'),
+                                                                     self.user_of(inst)))
+
+        def one(inst):
+            return iris.thaw(None, inst, run_as=self.run_as_for(inst), timeout=self.session_timeout,
+                             stat_fallback=self.s['stat_fallback'], check_state=True)
+
+        results = self._run_parallel(one, targets)
+        failed = list(errors)
+        thawed = []
+        for inst in targets:
+            name = inst['name']
+            r = results[name]
+            self.log.detail('    %s | ' % name, r.get('log') or '')
+            if r.get('failed'):
+                log.error('  %s THAW FAILED: %s' % (name, r.get('msg')))
+                failed.append(name)
+            elif r.get('changed'):
+                thawed.append(inst)
+                log.info('  %s IS THAWED (%s exit %s; %.1f s)' % (name, r.get('thawed_by'), r.get('rc'),
+                                                                  (r.get('duration_ms') or 0) / 1000.0))
+            elif from_state:
+                self.warn('  %s was no longer frozen (the write daemon resumed before the thaw: WDSuspendLimit or '
+                          'a manual thaw) - the snapshot of %s may not be consistent' % (name, name))
+            else:
+                log.info('  %s was not frozen; nothing to do' % name)
+            log.info('  Completed thaw of %s' % name)
+        if record:
+            for inst in thawed:
+                h = iris.set_history(None, inst, run_as=self.run_as_for(inst), timeout=self.session_timeout,
+                                     check_state=False)
+                self.log.detail('    %s | ' % inst['name'], h.get('log') or '')
+                if h['failed']:
+                    self.warn('  %s: backup NOT recorded: %s' % (inst['name'], h['msg']))
+                else:
+                    log.info('  %s: backup recorded in the backup history (ExternalSetHistory)' % inst['name'])
+        still = [n for n in failed if n in names]
+        if still:
+            self.store.write({'caller': self.s['caller'], 'frozen': still, 'result': 'thaw failed',
+                              'pid': os.getpid(), 'time': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
+                              'version': VERSION})
+        else:
+            self.store.remove()
+        if failed:
+            log.error('%s finished: FAILED for %s - users are blocked while an instance stays frozen: run '
+                      '`irisops-hook --caller %s thaw` again or `iris stat <instance> -W`; exit %d' % (
+                          'Thaw' if action == 'thaw' else 'FreezeFail', ', '.join(failed), self.s['caller'],
+                          RC_ERROR))
+            return RC_ERROR
+        log.info('%s finished: thawed %s in %.1f s; exit %d' % (
+            'Thaw' if action == 'thaw' else 'FreezeFail', ', '.join(i['name'] for i in thawed) or 'nothing',
+            self.elapsed(), self.rc_ok()))
+        return self.rc_ok()
+
+    # -- status / check ---------------------------------------------------------------------------------------
+
+    def status(self, as_json=False):
+        iris = self.iris
+        instances = self.discover()
+        out = {'instances': [], 'states': self.store.all_states()}
+        rc = RC_OK
+        for inst in instances:
+            entry = {'name': inst['name'], 'flavour': inst.get('flavour'), 'status': inst.get('status'),
+                     'run_as': self.user_of(inst), 'frozen': None}
+            if inst.get('ready'):
+                q = iris.is_frozen(None, inst, run_as=self.run_as_for(inst),
+                                   timeout=min(30, self.session_timeout))
+                entry['frozen'] = q['frozen']
+                entry['rc'] = q['rc']
+                if q['failed']:
+                    entry['error'] = q['msg']
+                    rc = RC_ERROR
+            out['instances'].append(entry)
+        if as_json:
+            print(json.dumps(out, indent=2, sort_keys=True))
+        else:
+            if not instances:
+                print('no IRIS or Cache instance found (iris qlist / ccontrol qlist)')
+            for e in out['instances']:
+                if e.get('error'):
+                    what = 'ERROR: %s' % e['error']
+                elif e['frozen'] is None:
+                    what = 'not queried (%s)' % e['status']
+                else:
+                    what = 'FROZEN (IsWDSuspendedExt=%s)' % e['rc'] if e['frozen'] else 'not frozen (IsWDSuspendedExt=%s)' % e['rc']
+                print('%-12s %-6s %-18s %s' % (e['name'], e['flavour'], e['status'], what))
+            for caller, st in sorted(out['states'].items()):
+                frozen = ','.join(st.get('frozen') or []) or '-'
+                print('state %s: frozen=%s result=%s time=%s' % (caller, frozen, st.get('result'), st.get('time')))
+        return rc
+
+    def check(self):
+        """Self-test without freezing: library, configuration, log file, and one IsWDSuspendedExt session per
+        running instance of the selection as the user the hooks will use (catches a missing OS-authentication
+        user before the first snapshot does)."""
+        iris = self.iris
+        instances = self.discover()
+        print('irisops-hook %s, _iris API %s from %s' % (VERSION, iris.API_VERSION, iris.__file__))
+        print('caller %s, instances %s, time budget %d s -> session timeout %d s, log %s, state %s' % (
+            self.s['caller'], ','.join(self.s['instances']), self.s['time_budget'], self.session_timeout,
+            self.s['log_file'] or '-', self.store.path))
+        rc = RC_OK
+        if self.s['log_file']:
+            err = _check_writable(self.s['log_file'])
+            if err:
+                print('ERROR: log file %s is not writable: %s' % (self.s['log_file'], err))
+                rc = RC_ERROR
+        if not instances:
+            print('no IRIS or Cache instance found (iris qlist / ccontrol qlist); the hooks will freeze nothing')
+            return rc
+        selected, errors = self.select(instances, require_ready=False)
+        for e in errors:
+            print('ERROR: %s' % e)
+            rc = RC_ERROR
+        for inst in instances:
+            line = 'instance %s (%s, %s) sessions as %s' % (inst['name'], inst.get('flavour'), inst.get('status'),
+                                                            self.user_of(inst))
+            if inst not in selected:
+                print(line + ': not selected')
+                continue
+            if not inst.get('ready'):
+                print(line + ': not running, not checked')
+                continue
+            q = iris.is_frozen(None, inst, run_as=self.run_as_for(inst), timeout=min(30, self.session_timeout))
+            if q['failed']:
+                print(line + ': ERROR: %s' % q['msg'])
+                rc = RC_ERROR
+            else:
+                print(line + ': session ok, %s' % ('FROZEN' if q['frozen'] else 'not frozen'))
+        return rc
+
+
+def _check_writable(path):
+    """None when ``path`` can be appended to (created if missing, as the hook would), else the reason."""
+    try:
+        d = os.path.dirname(path)
+        if d and not os.path.isdir(d):
+            return 'directory %s does not exist' % d
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        os.close(fd)
+    except OSError as exc:
+        return str(exc)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------------------------
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        # Exit 1 instead of argparse's 2: for Azure Backup 2 means "warning", a usage error is an error.
+        self.print_usage(sys.stderr)
+        sys.stderr.write('%s: error: %s\n' % (self.prog, message))
+        sys.exit(RC_ERROR)
+
+
+def build_parser():
+    p = _Parser(prog='irisops-hook', description=__doc__.split('\n\n', maxsplit=1)[0],
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+                epilog='Settings come from %s [%s] and can be overridden by the options.'
+                % (DEFAULT_CONFIG, CONFIG_SECTION))
+    p.add_argument('action', choices=ACTIONS, help='what to do')
+    p.add_argument('script_arg', nargs='?', default=None,
+                   help='optional argument passed on by the framework (VMware scriptArg); logged only')
+    p.add_argument('--config', default=DEFAULT_CONFIG, help='configuration file (default %(default)s)')
+    p.add_argument('--caller', dest='caller', help='name of the calling hook; names the state file')
+    p.add_argument('--instances', help="comma-separated instance names, or 'all' running instances")
+    p.add_argument('--run-as', dest='run_as', help='OS user for the sessions, or INSTANCE:USER,...')
+    p.add_argument('--log-file', dest='log_file', help="log file ('' for none)")
+    p.add_argument('--state-dir', dest='state_dir')
+    p.add_argument('--lib-dir', dest='lib_dir', help='directory holding _iris.py')
+    p.add_argument('--time-budget', dest='time_budget', help='seconds the whole run may take')
+    p.add_argument('--session-timeout', dest='session_timeout', help='upper bound of one IRIS session, seconds')
+    p.add_argument('--external-freeze-timeout', dest='external_freeze_timeout',
+                   help='ExternalFreezeTimeOut in seconds (0 = IRIS default)')
+    p.add_argument('--set-history', dest='set_history', action='store_const', const='true',
+                   help='record the backup with ExternalSetHistory after a successful thaw')
+    p.add_argument('--no-set-history', dest='set_history', action='store_const', const='false')
+    p.add_argument('--warning-rc', dest='warning_rc', help='exit status for success with warnings')
+    p.add_argument('--no-syslog', dest='syslog', action='store_const', const='false')
+    p.add_argument('--json', action='store_true', help='status: JSON output')
+    p.add_argument('--quiet', action='store_true', help='no output on stdout/stderr (log file and syslog only)')
+    p.add_argument('--version', action='version', version='%(prog)s ' + VERSION)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(args)
+    except HookError as exc:
+        sys.stderr.write('irisops-hook: %s\n' % exc)
+        return RC_ERROR
+    quiet = args.quiet or args.action in ('status', 'check')
+    log = Logger(settings['log_file'] if args.action in ('freeze', 'thaw', 'freezeFail') else None,
+                 settings['caller'], use_syslog=settings['syslog'] and args.action in ('freeze', 'thaw', 'freezeFail'),
+                 facility=settings['syslog_facility'], quiet=quiet)
+    if log.file_error:
+        sys.stderr.write('irisops-hook: cannot write the log file %s; logging to syslog/stdout only\n'
+                         % log.file_error)
+    hook = None
+    try:
+        iris = import_iris(settings['lib_dir'])
+        hook = Hook(iris, settings, log, extra_arg=args.script_arg)
+        if args.action == 'freeze':
+            return hook.freeze()
+        if args.action in ('thaw', 'freezeFail'):
+            return hook.thaw(args.action)
+        if args.action == 'status':
+            return hook.status(as_json=args.json)
+        return hook.check()
+    except HookError as exc:
+        log.error('%s: %s; exit %d' % (args.action, exc, RC_ERROR))
+        if args.action in ('status', 'check'):
+            sys.stderr.write('irisops-hook: %s\n' % exc)
+        return RC_ERROR
+    except Exception as exc:  # pragma: no cover - last line of defence: a hook must not die silently
+        log.error('%s: unexpected %s: %s; exit %d' % (args.action, type(exc).__name__, exc, RC_ERROR))
+        return RC_ERROR
+    finally:
+        if hook is not None:
+            hook.store.unlock()
+        log.close()
+
+
+if __name__ == '__main__':
+    sys.exit(main())
