@@ -125,8 +125,9 @@ STATUS_CRASHED = 'crashed'
 STATUS_IN_USE = 'in use by another node'
 STATUS_UNKNOWN = 'unknown'
 
-#: Journal file names: YYYYMMDD.NNN (optionally with a prefix for mirror journals, e.g. MIRRORNAME-20240101.001).
-JOURNAL_FILE_RE = re.compile(r'^(?:[A-Za-z0-9_]+-)?\d{8}\.\d{3,}[a-z]?$')
+#: Journal file names: YYYYMMDD.NNN, optionally after a prefix: the journal file prefix setting (the seed article
+#: shows H20152_20170104.011) or a mirror journal's MIRRORNAME-20240101.001.
+JOURNAL_FILE_RE = re.compile(r'^[A-Za-z0-9_-]*\d{8}\.\d{3,}[a-z]?$')
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -1578,9 +1579,10 @@ def _use_systemd(systemd_dir='/run/systemd/system'):
 
 
 def deadman_arm(instance, seconds, run_as=None, timeout=DEFAULT_SESSION_TIMEOUT, runner=None, python=None,
-                directory=None, mechanism=None, source=None):
+                directory=None, mechanism=None, source=None, armed_by='iris_freeze'):
     """Arm the switch for one frozen instance.  Returns ``dict(armed, mechanism, fires_at, state_file, unit|pid,
-    failed, msg)``; an existing switch for the instance is disarmed first (a re-freeze re-arms)."""
+    failed, msg)``; an existing switch for the instance is disarmed first (a re-freeze re-arms).  ``armed_by``
+    names the freezer in the log line of a firing switch (iris_freeze, iris_lvm_snapshot, irisops-hook)."""
     import json
     import sys
     runner = runner or subprocess_runner
@@ -1603,6 +1605,7 @@ def deadman_arm(instance, seconds, run_as=None, timeout=DEFAULT_SESSION_TIMEOUT,
             'run_as': _resolve_run_as(instance, run_as), 'timeout': int(timeout or DEFAULT_SESSION_TIMEOUT),
             'suspend_mark': last_suspend_mark(instance), 'log_file': DEADMAN_LOG,
             'unit': deadman_unit(name) if mechanism == 'systemd' else None, 'pid': None,
+            'armed_by': armed_by or 'iris_freeze',
         }
         state_path = deadman_state_path(name, directory)
         _write_atomic(state_path, json.dumps(state, indent=1, sort_keys=True), 0o600)
@@ -1721,6 +1724,7 @@ def deadman_fire(state_path, token, runner=None, discover=None, log=None):
         return 'disarmed'
     name = state['instance']
     armed_for = state.get('seconds')
+    armed_by = state.get('armed_by') or 'iris_freeze'
     instances, errors = (discover or discover_instances)()
     inst = find_instance(instances, name)
     if inst is None:
@@ -1742,11 +1746,11 @@ def deadman_fire(state_path, token, runner=None, discover=None, log=None):
     t = thaw(runner, inst, run_as=run_as, timeout=timeout, stat_fallback=True, check_state=False)
     _remove(state_path)
     if t['failed']:
-        log('irisops dead-man switch: instance %s was still frozen %s s after iris_freeze and the thaw FAILED: %s'
-            % (name, armed_for, t['msg']), 'user.crit')
+        log('irisops dead-man switch: instance %s was still frozen %s s after %s and the thaw FAILED: %s'
+            % (name, armed_for, armed_by, t['msg']), 'user.crit')
         return 'thaw-failed'
-    log('irisops dead-man switch: instance %s was still frozen %s s after iris_freeze; thawed it (%s)'
-        % (name, armed_for, t['thawed_by']), DEADMAN_PRIORITY)
+    log('irisops dead-man switch: instance %s was still frozen %s s after %s; thawed it (%s)'
+        % (name, armed_for, armed_by, t['thawed_by']), DEADMAN_PRIORITY)
     return 'thawed'
 
 

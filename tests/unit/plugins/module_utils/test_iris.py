@@ -713,3 +713,19 @@ def test_subprocess_runner_timeout_kills_process_group(tmp_path):
     else:
         subprocess.call(['kill', '-9', str(pid)])
         pytest.fail('grandchild %d survived the timeout' % pid)
+
+
+@pytest.mark.parametrize('name, is_journal', [
+    ('20210811.003', True),
+    ('H20152_20170104.011', True),        # journal file prefix, as in the seed article's log lines
+    ('MIRRORA-20240101.001', True),       # mirror journal
+    ('20240101.1', False),
+    ('iris.cpf', False),
+    ('20240101.001.bak', False),
+    ('CACHE.DAT', False),
+])
+def test_list_journal_files_recognises_prefixed_names(tmp_path, name, is_journal):
+    (tmp_path / name).write_text('x')
+    (tmp_path / 'sub').mkdir()
+    assert _iris.list_journal_files([str(tmp_path), str(tmp_path / 'missing')]) == (
+        [str(tmp_path / name)] if is_journal else [])
