@@ -37,7 +37,7 @@ API_VERSION = 1
 #   SET_HISTORY_WRAP   ExternalSetHistory's exit status from an OS command, and its (LogFile, Text) signature
 #   STAT_RESUME_ARGS   `-W` on Cache's cstat (documented for irisstat only)
 #   METHOD_RC          any exit status other than 5/3 (login refused, <NAMESPACE>, instance down) is only "not 5/3"
-# Minimum IRIS privileges for Backup.General are unconfirmed too (the docs and this code assume %Manager).
+#   BACKUP_ROLE_PRIVILEGES  the privileges of the custom least-privilege backup role (the default role is %Manager)
 
 # ---------------------------------------------------------------------------------------------------------------
 # Constants
@@ -69,6 +69,21 @@ STAT_RESUME_ARGS = ('-W',)
 
 #: The namespace every Backup.General call runs in.
 SYS_NAMESPACE = '%SYS'
+
+#: Privileges ("Resource:Permissions") of the custom least-privilege role that iris_backup_user / the backup_user
+#: role create with custom_role=true: the single source of truth.  UNCONFIRMED (docs/unconfirmed.md): InterSystems
+#: documents no minimum privilege for Backup.General.  %Service_Terminal:U lets the user log in through
+#: iris session / csession (a resource-based service); %Admin_Operate:U and RW on the system database are the
+#: reference notes' candidate for Backup.General.  {sysdb} is replaced by SYSTEM_DATABASE of the flavour.
+BACKUP_ROLE_PRIVILEGES = ('%Service_Terminal:U', '%Admin_Operate:U', '%DB_{sysdb}:RW')
+SYSTEM_DATABASE = {'iris': 'IRISSYS', 'cache': 'CACHESYS'}
+
+
+def backup_role_resources(flavour):
+    """Security.Roles resource string of the custom backup role for an instance of ``flavour``."""
+    sysdb = SYSTEM_DATABASE.get(flavour or 'iris', SYSTEM_DATABASE['iris'])
+    return ','.join(p.replace('{sysdb}', sysdb) for p in BACKUP_ROLE_PRIVILEGES)
+
 
 #: Default waits (seconds) for one session.  A session against an instance frozen past its
 #: ExternalFreezeTimeOut blocks at login, so every call has a bound.
@@ -904,7 +919,8 @@ def _diagnose(rc, stdout, stderr):
     if '<namespace>' in low or 'namespace' in low and 'not' in low:
         return 'namespace %SYS not available to this user'
     if '<protect>' in low:
-        return 'the IRIS user lacks the privileges for Backup.General (grant %Manager)'
+        return ('the IRIS user lacks the privileges for Backup.General (grant %%Manager, or a custom role with %s)'
+                % backup_role_resources('iris'))
     if 'not running' in low or 'is down' in low or 'not started' in low or 'cannot connect' in low:
         return 'the instance is not running: start it, or leave it out of the selection'
     if rc == 127 or 'no such file' in low or 'not found' in low:
@@ -1336,18 +1352,20 @@ def select_instances(instances, selection, running_only_for_all=True):
     selection = [s for s in (selection or []) if s is not None and str(s).strip()]
     errors = []
     selected = []
+    known = ', '.join(i['name'] for i in instances) or 'none found by iris/ccontrol qlist'
     if not selection:
-        return [], ['no instance selected']
+        return [], ["no instance selected: the instance list is empty; give instance names or 'all' (known: %s)"
+                    % known]
     if any(str(s).lower() == 'all' for s in selection):
         if len(selection) > 1:
-            errors.append("'all' cannot be combined with instance names")
+            errors.append("'all' cannot be combined with instance names: %s; give either 'all' or only names"
+                          % ', '.join(str(s) for s in selection))
         selected = [i for i in instances if i.get('ready') or not running_only_for_all]
         return selected, errors
     for name in selection:
         inst = find_instance(instances, name)
         if inst is None:
-            errors.append('unknown instance %r (known: %s)' % (name, ', '.join(i['name'] for i in instances)
-                                                               or 'none found by iris/ccontrol qlist'))
+            errors.append('unknown instance %r (known: %s)' % (name, known))
         elif inst not in selected:
             selected.append(inst)
     return selected, errors

@@ -42,8 +42,9 @@ options:
   state:
     description:
       - V(present) creates or updates the IRIS user and the authentication settings.
-      - V(absent) deletes the IRIS user (and the role named by O(role) when O(role_resources) is set). System-wide
-        settings are left alone unless O(disable_os_auth=true).
+      - V(absent) deletes the IRIS user. With O(custom_role=true) it also deletes the role O(role), but only when
+        this module created it for this user (its description says so); a role created by hand, or for another
+        backup user, is left in place. System-wide settings are left alone unless O(disable_os_auth=true).
     type: str
     choices: [present, absent]
     default: present
@@ -59,17 +60,29 @@ options:
   role:
     description:
       - IRIS role given to the user. The user gets exactly this role (other roles are removed).
+      - Default V(%Manager), or V(IrisOpsBackup) with O(custom_role=true).
       - V(%Manager) is what InterSystems' documentation and community examples use for backup scripts; the minimum
         privilege needed by C(Backup.General) is not documented (see the collection's C(docs/backup-user.md)).
     type: str
-    default: '%Manager'
+  custom_role:
+    description:
+      - Create and maintain O(role) as a custom least-privilege role (C(Security.Roles)) holding exactly the
+        privileges a backup user needs, from the collection's single list in C(plugins/module_utils/_iris.py)
+        (C(BACKUP_ROLE_PRIVILEGES)) - C(%Service_Terminal:U,%Admin_Operate:U,%DB_IRISSYS:RW) on IRIS,
+        C(%DB_CACHESYS:RW) instead of C(%DB_IRISSYS:RW) on Cache.
+      - That list is UNCONFIRMED against a real instance (InterSystems documents no minimum privilege for
+        C(Backup.General)); the final verification (O(verify)) tells whether it is enough.
+      - O(role) must then not start with C(%) (names starting with C(%) are reserved by InterSystems). A role of that
+        name that this module did not create is used only if it already holds exactly these privileges; it is
+        never changed.
+    type: bool
+    default: false
   role_resources:
     description:
-      - When set, the module also manages the role O(role) as a custom role with exactly these resources
-        (C(Security.Roles) resource string, for example C(%Admin_Operate:U,%DB_IRISSYS:RW)), creating it if needed.
-      - O(role) must then not start with C(%) (names starting with C(%) are reserved by InterSystems).
-      - The resources that are enough for C(Backup.General) are NOT confirmed; the final verification tells whether a
-        custom role works.
+      - Expert override of the privileges of the custom role (C(Security.Roles) resource string, for example
+        C(%Service_Terminal:U,%Admin_Operate:U,%DB_IRISSYS:RW)) instead of the built-in list. Implies
+        O(custom_role=true). The same string is used on every selected instance (mind C(%DB_IRISSYS) vs
+        C(%DB_CACHESYS)).
     type: str
   auth:
     description:
@@ -122,8 +135,8 @@ notes:
     on standard input.
   - In check mode the module only runs read-only sessions and reports what it would change.
   - The ObjectScript method names and signatures used are collected in constants at the top of the module
-    (C(Security.Users.Create) positional signature, the C(Security.System) object name C(SYSTEM)), so they can be
-    corrected in one place.
+    (C(Security.Users.Create) and C(Security.Roles.Create) positional signatures, the C(Security.System) object name
+    C(SYSTEM)), so they can be corrected in one place.
 seealso:
   - module: irisops.backup.iris_freeze
   - module: irisops.backup.iris_instance_info
@@ -143,6 +156,11 @@ EXAMPLES = r"""
     username: _SYSTEM
     password: "{{ vault_iris_admin_password }}"
   no_log: true
+
+- name: OS-authenticated backup user with a custom least-privilege role IrisOpsBackup instead of %Manager
+  irisops.backup.iris_backup_user:
+    name: irisbackup
+    custom_role: true
 
 - name: Remove the IRIS user again (system-wide settings are kept)
   irisops.backup.iris_backup_user:
@@ -167,6 +185,11 @@ user:
   returned: always
   type: str
   sample: irisbackup
+role:
+  description: The IRIS role given to the user (after applying the default).
+  returned: always
+  type: str
+  sample: IrisOpsBackup
 instance_results:
   description: One entry per instance, keyed by instance name.
   returned: always
@@ -192,6 +215,10 @@ instance_results:
     run_as:
       description: OS user the manager sessions ran as.
       type: str
+    role_resources:
+      description: With O(custom_role=true), the privileges the custom role is meant to hold on this instance.
+      type: str
+      sample: '%Service_Terminal:U,%Admin_Operate:U,%DB_IRISSYS:RW'
     verify:
       description: Result of the final C(IsWDSuspendedExt) as the backup user (rc, outcome, command, msg).
       type: dict
@@ -230,6 +257,15 @@ USERS_CREATE_ARGS = ('Username', 'Roles', 'Password', 'FullName', 'NameSpace', '
 USERS_PASSWORD_PROPERTY = 'Password'
 #: Comment stored on users created by this module.
 MANAGED_COMMENT = 'managed by irisops.backup (backup_user)'
+#: Positional signature of Security.Roles.Create as used in public scripts (UNCONFIRMED against the class reference):
+#: Create(Name, Description, Resources, GrantedRoles)
+ROLES_CREATE_ARGS = ('Name', 'Description', 'Resources', 'GrantedRoles')
+#: Name of the custom role when custom_role=true and no role is given.
+DEFAULT_CUSTOM_ROLE = 'IrisOpsBackup'
+#: Description of a custom role created by this module: the prefix marks it as ours (its resources may be
+#: corrected), the user name says for whom it was created (only that user's removal deletes it).
+ROLE_DESCRIPTION_PREFIX = 'irisops.backup least-privilege external backup role'
+ROLE_DESCRIPTION = ROLE_DESCRIPTION_PREFIX + ', created for backup user %s'
 #: Flags set on the user so that an unused account or an old password never stops the backups.
 USER_FLAGS = ('AccountNeverExpires', 'PasswordNeverExpires')
 #: Output marker of the scripts (prompts and banners around it are ignored).
@@ -301,8 +337,8 @@ def read_lines(name, role=None):
     if role is not None:
         lines += [
             'Write "%srole.exists|",##class(Security.Roles).Exists(%s),!' % (MARK, _q(role)),
-            'Kill r Set sc=##class(Security.Roles).Get(%s,.r) Write "%srole.Resources|",$Get(r("Resources")),!'
-            % (_q(role), MARK),
+            'Kill r Set sc=##class(Security.Roles).Get(%s,.r) Write "%srole.Resources|",$Get(r("Resources")),!,'
+            '"%srole.Description|",$Get(r("Description")),!' % (_q(role), MARK, MARK),
         ]
     return lines
 
@@ -347,6 +383,7 @@ def parse_state(values, role_managed):
             raise ValueError('the read script printed no role.exists line (Security.Roles not available?)')
         state['role_exists'] = values.get('role.exists') == '1'
         state['role_resources'] = values.get('role.Resources') if state['role_exists'] else None
+        state['role_description'] = values.get('role.Description') if state['role_exists'] else None
     return state
 
 
@@ -358,10 +395,27 @@ def _same_roles(a, b):
     return sorted(r.lower() for r in a) == sorted(r.lower() for r in b)
 
 
+def _norm_resources(text):
+    """{resource (lower case): permissions as a sorted string}; "%DB_X:WR,%db_x:u" -> {'%db_x': 'RUW'}."""
+    out = {}
+    for item in (text or '').split(','):
+        res, _sep, perms = item.strip().partition(':')
+        if res.strip():
+            key = res.strip().lower()
+            out[key] = ''.join(sorted(set(out.get(key, '') + perms.strip().upper())))
+    return out
+
+
 def _same_resources(a, b):
-    def norm(text):
-        return sorted(x.strip().lower() for x in (text or '').split(',') if x.strip())
-    return norm(a) == norm(b)
+    return _norm_resources(a) == _norm_resources(b)
+
+
+def role_is_ours(state, name=None):
+    """Was the role created by this module (for backup user ``name``, when given)?"""
+    desc = (state.get('role_description') or '').strip()
+    if name is None:
+        return desc.startswith(ROLE_DESCRIPTION_PREFIX)
+    return desc.lower() == (ROLE_DESCRIPTION % name).lower()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -383,11 +437,11 @@ def plan(state, p, password_wrong=False):
             desired.update(user_exists=False, user_roles=[], user_enabled=None, user_comment=None)
             for f in USER_FLAGS:
                 desired['user_' + f] = None
-        if role_managed and state.get('role_exists'):
-            changes.append('delete IRIS role %s' % p['role'])
+        if role_managed and state.get('role_exists') and role_is_ours(state, name):
+            changes.append('delete IRIS role %s (created for %s)' % (p['role'], name))
             lines.append('Set sc=##class(Security.Roles).Delete(%s) %s'
                          % (_q(p['role']), _status_write('chg.role_delete')))
-            desired.update(role_exists=False, role_resources=None)
+            desired.update(role_exists=False, role_resources=None, role_description=None)
         if p['disable_os_auth']:
             if state['system_authe'] & AUTHE_OS:
                 new = state['system_authe'] & ~AUTHE_OS
@@ -407,9 +461,11 @@ def plan(state, p, password_wrong=False):
     if role_managed:
         if not state['role_exists']:
             changes.append('create IRIS role %s with resources %s' % (p['role'], p['role_resources']))
-            lines.append('Set sc=##class(Security.Roles).Create(%s,%s,%s,"") %s' % (
-                _q(p['role']), _q('irisops.backup: external backup'), _q(p['role_resources']),
-                _status_write('chg.role_create')))
+            args = {'Name': _q(p['role']), 'Description': _q(ROLE_DESCRIPTION % name),
+                    'Resources': _q(p['role_resources']), 'GrantedRoles': '""'}
+            lines.append('Set sc=##class(Security.Roles).Create(%s) %s' % (
+                ','.join(args[a] for a in ROLES_CREATE_ARGS), _status_write('chg.role_create')))
+            desired['role_description'] = ROLE_DESCRIPTION % name
         elif not _same_resources(state['role_resources'], p['role_resources']):
             changes.append('set the resources of IRIS role %s to %s (were %s)' % (
                 p['role'], p['role_resources'], state['role_resources']))
@@ -512,7 +568,7 @@ def compare(desired, actual):
         elif key == 'role_resources':
             if want is not None and not _same_resources(want, have):
                 diffs.append('%s: want %s, read %s' % (key, want, have))
-        elif key == 'user_comment':
+        elif key in ('user_comment', 'role_description'):
             continue
         elif key.startswith('user_') and key[5:] in USER_FLAGS and have is None:
             # This version does not report the property (older Cache); nothing to compare.
@@ -557,13 +613,13 @@ def manager_login(inst, p, run_as, secrets):
 
 
 def read_state(inst, p, run_as, creds, secrets, what):
-    role = p['role'] if p['role_resources'] else None
+    role = p['role'] if p['custom_role'] else None
     res = run_script(inst, read_lines(p['name'], role), run_as, p['timeout'], creds=creds, secrets=secrets)
     if res['complete'] and res['errors']:
         raise InstanceError(
             'instance %s: the %s script hit ObjectScript errors (%s); nothing was changed by it. Command: %s. Next: %s'
             % (inst['name'], what, '; '.join(res['errors']), ' '.join(res['command']),
-               'this version may lack Security.Roles: drop role_resources and create the role by hand' if role and
+               'this version may lack Security.Roles: set custom_role=false and create the role by hand' if role and
                any('Security.Roles' in e for e in res['errors']) else
                'check that the manager session has %Manager or %All'))
     if not res['complete']:
@@ -580,7 +636,7 @@ def read_state(inst, p, run_as, creds, secrets, what):
                             'manager session has %%Manager or %%All%s' % (
                                 inst['name'], exc, (': ' + '; '.join(res['errors'])) if res['errors'] else '',
                                 ' '.join(res['command']),
-                                ' and that this version has Security.Roles (or drop role_resources)' if role else ''))
+                                ' and that this version has Security.Roles (or set custom_role=false)' if role else ''))
 
 
 def os_user_exists(name):
@@ -603,12 +659,17 @@ def login_as_backup_user(inst, p, creds):
 
 def new_result(inst):
     return {'instance': inst['name'], 'flavour': inst.get('flavour'), 'changed': False, 'changes': [], 'before': {},
-            'after': {}, 'manager_auth': None, 'run_as': None, 'verify': None, 'warnings': [], 'msg': ''}
+            'after': {}, 'manager_auth': None, 'run_as': None, 'role_resources': None, 'verify': None, 'warnings': [],
+            'msg': ''}
 
 
 def process_instance(module, inst, p, res):
     """Fill ``res`` (see new_result) in place, so that a failure half-way still reports what was changed."""
     secrets = [s for s in (p['password'], p['user_password']) if s]
+    # The custom role's privileges depend on the flavour (%DB_IRISSYS / %DB_CACHESYS): a per-instance copy of p.
+    p = dict(p, role_resources=(p['role_resources'] or _iris.backup_role_resources(inst.get('flavour')))
+             if p['custom_role'] else None)
+    res['role_resources'] = p['role_resources']
     run_as = p['run_as'] or _iris.default_run_as(inst)
     res['run_as'] = run_as
     err = _iris.check_run_as(run_as) if run_as else 'no manager or owner user in parameters.isc'
@@ -618,6 +679,20 @@ def process_instance(module, inst, p, res):
     res['manager_auth'], creds, _probe = manager_login(inst, p, run_as, secrets)
     before, _r = read_state(inst, p, run_as, creds, secrets, 'read')
     res['before'] = public_state(before)
+    if p['custom_role'] and before.get('role_exists'):
+        if p['state'] == 'present' and not role_is_ours(before) and \
+                not _same_resources(before['role_resources'], p['role_resources']):
+            raise InstanceError(
+                'instance %s: role %s exists but was not created by irisops.backup (description %r), and its resources '
+                '%s differ from the ones a backup user needs (%s); nothing was changed, a role this module did not '
+                'create is never modified. Next: choose another role name, give the role these resources yourself, '
+                'or set custom_role=false to use it as it is' % (
+                    inst['name'], p['role'], before.get('role_description'), before['role_resources'] or '(none)',
+                    p['role_resources']))
+        if p['state'] == 'absent' and not role_is_ours(before, p['name']):
+            res['warnings'].append(
+                'instance %s: role %s was left in place: it was not created by this module for backup user %s '
+                '(description %r)' % (inst['name'], p['role'], p['name'], before.get('role_description')))
 
     password_wrong = False
     if p['state'] == 'present' and p['auth'] == 'password' and before['user_exists'] and \
@@ -694,18 +769,39 @@ def process_instance(module, inst, p, res):
                          'stderr': _scrub_all(v.get('stderr'), secrets)}
         if not v['ok']:
             raise InstanceError(
-                'instance %s: verification failed: IsWDSuspendedExt as OS user %s %s returned %s (expected 3 or 5): %s. '
-                'Command: %s. Next: %s' % (
+                'instance %s: verification failed: IsWDSuspendedExt as OS user %s %s returned %s (expected 3 or 5)%s: '
+                '%s. Command: %s. Next: %s' % (
                     inst['name'], p['name'], 'with the password on stdin' if creds_user else 'without credentials',
-                    v['rc'], _scrub_all(v['msg'], secrets), ' '.join(v['command']),
-                    'check the role (a custom role may lack privileges: try %Manager)' if 'PROTECT' in
-                    (v.get('stdout') or '') else 'check the authentication settings of %s and the IRIS user' %
-                    TERMINAL_SERVICE))
+                    v['rc'], _error_lines(v, secrets), _scrub_all(v['msg'], secrets), ' '.join(v['command']),
+                    verify_hint(p, inst, v)))
     res['msg'] = ('instance %s: %s' % (inst['name'], '; '.join(changes))) if changes else \
         'instance %s: nothing to change' % inst['name']
     if res['verify']:
         res['msg'] += '; IsWDSuspendedExt as %s returned %s' % (p['name'], res['verify']['rc'])
     return res
+
+
+def _error_lines(v, secrets):
+    """The ObjectScript error lines of a session (``<PROTECT> ...``), as ' (<...>; <...>)' or ''."""
+    found = _ERROR_RE.findall(_scrub_all((v.get('stdout') or '') + '\n' + (v.get('stderr') or ''), secrets))
+    return (' (%s)' % '; '.join(x.strip() for x in found[:3])) if found else ''
+
+
+def verify_hint(p, inst, v):
+    out = v.get('stdout') or ''
+    needed = _iris.backup_role_resources(inst.get('flavour'))
+    if 'PROTECT' in out:
+        if p['custom_role']:
+            return ('the custom role %s does not hold what Backup.General needs on this instance; the built-in list (%s) '
+                    'is UNCONFIRMED: add the missing privilege named above to role_resources, or use %%Manager'
+                    % (p['role'], p['role_resources']))
+        return ('role %s lacks privileges Backup.General needs: give the user %%Manager, or set custom_role=true to '
+                'create a least-privilege role with %s' % (p['role'], needed))
+    hint = 'check the authentication settings of %s and the IRIS user' % TERMINAL_SERVICE
+    if 'access denied' in out.lower() and p['role'].lower() not in ('%all', '%manager'):
+        hint += ', and that role %s holds %s:U (the right to log in through it; see %s)' % (
+            p['role'], TERMINAL_SERVICE, inst.get('messages_log') or 'the instance log')
+    return hint
 
 
 def _scrub_all(text, secrets):
@@ -722,7 +818,8 @@ def main():
         name=dict(type='str', required=True),
         state=dict(type='str', default='present', choices=['present', 'absent']),
         instances=dict(type='list', elements='str', default=['all'], aliases=['instance']),
-        role=dict(type='str', default='%Manager'),
+        role=dict(type='str'),
+        custom_role=dict(type='bool', default=False),
         role_resources=dict(type='str'),
         auth=dict(type='str', default='os', choices=['os', 'password']),
         user_password=dict(type='str', no_log=True),
@@ -738,19 +835,23 @@ def main():
         required_if=[('auth', 'password', ('user_password',))],
     )
     p = module.params
-    result = dict(changed=False, instances=[], skipped=[], user=p['name'], instance_results={})
+    if p['role_resources'] is not None and not p['role_resources'].strip():
+        p['role_resources'] = None
+    if p['role_resources']:
+        p['custom_role'] = True
+    if not p['role']:
+        p['role'] = DEFAULT_CUSTOM_ROLE if p['custom_role'] else '%Manager'
+    result = dict(changed=False, instances=[], skipped=[], user=p['name'], role=p['role'], instance_results={})
 
     errors = _iris.validate_common(p)
     if not re.match(r'^[a-z_][a-z0-9_.-]*$', p['name'] or '', re.I) or len(p['name']) > 32:
         errors.append('name %r is not a valid OS user name (letters, digits, _ . -, at most 32 characters)' % p['name'])
     if not (p['role'] or '').strip() or ',' in p['role']:
         errors.append('role must be one role name (got %r)' % p['role'])
-    if p['role_resources'] is not None:
-        if not p['role_resources'].strip():
-            p['role_resources'] = None
-        elif p['role'].startswith('%'):
-            errors.append('role_resources is set, so role %s would be created/changed; roles starting with %% are '
-                          'reserved by InterSystems - choose another name (for example IrisOpsBackup)' % p['role'])
+    if p['custom_role'] and p['role'].startswith('%'):
+        errors.append('custom_role is set (or role_resources), so role %s would be created/changed; roles starting '
+                      'with %% are reserved by InterSystems - choose another name (for example %s)'
+                      % (p['role'], DEFAULT_CUSTOM_ROLE))
     for key in ('name', 'role', 'role_resources', 'full_name', 'user_password'):
         if p[key] is not None:
             try:

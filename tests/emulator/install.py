@@ -268,7 +268,9 @@ def main(argv=None):
             st["load"]["interval_ms"] = a.write_interval_ms
     if not os.path.exists(inst.security_path):
         util.write_json_inplace(inst.security_path,
-                                security.default_security(a.owner, a.manager_user or a.owner, a.os_auth == "on"))
+                                security.default_security(a.owner, a.manager_user or a.owner, a.os_auth == "on",
+                                                          flavour=a.flavour,
+                                                          databases=[d["name"] for d in entry["databases"]]))
     if not os.path.exists(inst.history_path):
         util.write_json_inplace(inst.history_path, {})
     for p in (inst.state_path, inst.security_path, inst.history_path, inst.lock_path):

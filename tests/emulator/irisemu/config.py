@@ -100,9 +100,55 @@ THAW_WHEN_NOT_FROZEN_RC = RC_EXT_SUCCESS   # UNCONFIRMED: a thaw of a thawed sys
 THAW_AFTER_AUTO_RESUME_RC = RC_EXT_FAILURE  # UNCONFIRMED: thaw after WDSuspendLimit / irisstat -W reports 3
 FREEZE_WHEN_FROZEN_RC = RC_EXT_FAILURE     # UNCONFIRMED: second freeze fails
 SETHISTORY_HALTS = True   # UNCONFIRMED: ExternalSetHistory from an OS command exits 5 (recorded) / 3 (failed)
-PRIVILEGED_ROLES = ("%All", "%Manager")     # UNCONFIRMED minimum privilege for Backup.General / Security.*
 DEFAULT_PASSWORD = "SYS"                    # _SYSTEM / SuperUser / Admin, like the official images
 PBKDF2_ITERATIONS = 10000
+
+# ---------------------------------------------------------------------------------------------------------------
+# Authorization: roles hold privileges "Resource:Permissions" (permissions from R, W, U); a user holds the union of
+# the privileges of its roles and of the roles they grant (GrantedRoles).  "{sysdb}" / "{libdb}" stand for the
+# flavour's system / library database (IRISSYS / IRISLIB, CACHESYS / CACHELIB).
+
+SUPER_ROLE = "%All"   # holds every privilege (documented for %All)
+# UNCONFIRMED (reference 3.4: the minimum privilege of Backup.General is not documented anywhere; the reference
+# suggests trying %Admin_Operate:U + %DB_IRISSYS:RW).  Checked on EVERY Backup.General method (ExternalFreeze,
+# ExternalThaw, ExternalSetHistory, IsWDSuspendedExt, ...); a user lacking one of them gets <PROTECT>.
+BACKUP_GENERAL_PRIVILEGES = ("%Admin_Operate:U", "%DB_{sysdb}:RW")
+# UNCONFIRMED: what Security.System / Services / Users / Roles need for everything except Exists().
+SECURITY_ADMIN_PRIVILEGES = ("%Admin_Secure:U",)
+# UNCONFIRMED: what a login through %Service_Terminal (iris session / csession / iris terminal, and the logins of
+# iris freeze / thaw / merge) needs.  %Service_Terminal is documented as a resource-based service; public
+# permissions of resources are not modelled, so the user's roles must hold it.
+LOGIN_PRIVILEGES = ("%Service_Terminal:U",)
+# UNCONFIRMED: the privileges of the predefined roles (only %All's "everything" is documented).  Each database
+# also gets a role %DB_<NAME> with %DB_<NAME>:RW.  Predefined roles cannot be deleted; %All cannot be modified.
+PREDEFINED_ROLES = {
+    "%All": ("The Super-User Role", ""),
+    "%Manager": ("A Role owned by all System Managers",
+                 "%Admin_Manage:U,%Admin_Operate:U,%Admin_Secure:U,%Admin_Task:U,%DB_{sysdb}:RW,%DB_{libdb}:R,"
+                 "%Development:U,%Service_CallIn:U,%Service_Console:U,%Service_Login:U,%Service_Terminal:U"),
+    "%Operator": ("System Operators",
+                  "%Admin_Operate:U,%Admin_Task:U,%DB_{libdb}:R,%Service_Console:U,%Service_Terminal:U"),
+    "%SecurityAdministrator": ("Security Administrators", "%Admin_Secure:U,%Service_Terminal:U"),
+    "%Developer": ("Developers", "%Development:U,%DB_{libdb}:R,%Service_Console:U,%Service_Terminal:U"),
+    "%SQL": ("SQL users", "%Service_SQL:U"),
+}
+# Resources that exist besides %DB_<NAME> (one per database) and the %Service_* ones (security.SERVICES).
+# Security.Roles.Create/Modify refuse any other resource name (ERROR #892).
+PREDEFINED_RESOURCES = ("%Admin_Journal", "%Admin_Manage", "%Admin_Operate", "%Admin_Secure", "%Admin_Task",
+                        "%Development", "%System_CallOut", "%Service_Native", "%Service_Object", "%Service_SQL")
+ROLE_NAME_MAX = 64    # UNCONFIRMED length limit of role names
+# UNCONFIRMED positional signature of Security.Roles.Create (seen in many public scripts, not in the reference; the
+# class reference could not be read).  Create(Name, .Properties) is accepted too.
+ROLES_CREATE_ARGS = ("Name", "Description", "Resources", "GrantedRoles")
+# Error numbers and texts from the InterSystems Error Reference (General Error Codes 0-999), read in a public copy of
+# that PDF; not in /work/shared/reference, so UNCONFIRMED as far as this project goes.
+ERR_ROLE_CANNOT_DELETE = 880    # Cannot delete role %1.
+ERR_ROLE_NOT_EXISTS = 883       # Role %1 does not exist.
+ERR_ROLE_EXISTS = 884           # Role %1 already exists.
+ERR_ROLE_CANNOT_MODIFY = 886    # Cannot modify role %1.
+ERR_ROLE_INVALID_NAME = 887     # Invalid role name %1.
+ERR_RESOURCE_NOT_EXISTS = 892   # Resource %1 does not exist.
+ERR_PERMISSION_INVALID = 897    # Invalid permission %1 for resource name %2.
 
 AUTHE_OS = 16
 AUTHE_PASSWORD = 32

@@ -5,7 +5,7 @@ import time
 
 from . import backup, config, instance, util
 from .objectscript import ByRef, Halt, Interpreter, ObjError, to_num
-from .security import Security, hash_password, new_user
+from .security import Security, hash_password, new_role, new_user
 
 
 class LineReader(object):
@@ -89,24 +89,27 @@ class Session(object):
         if self.namespace != "%SYS":
             raise ObjError("CLASS DOES NOT EXIST", "*" + cls)
 
-    def require_priv(self):
-        if not Security(self.inst).is_privileged(self.username):
-            raise ObjError("PROTECT", "(user %s lacks %s)" % (self.username, " or ".join(config.PRIVILEGED_ROLES)))
+    def require_priv(self, needed, what):
+        missing = Security(self.inst).missing(self.username, needed)
+        if missing:
+            self.inst.log(1, "Security: %s refused to user %s: lacks %s" % (what, self.username, ",".join(missing)),
+                          "Utility.Event")
+            raise ObjError("PROTECT", "*%s (user %s lacks %s)" % (what, self.username, ",".join(missing)))
 
     def call_class(self, cls, meth, args):
         c = cls.lower()
         m = meth.lower()
         if c == "backup.general":
             self.require_sys(cls)
-            self.require_priv()
+            self.require_priv(config.BACKUP_GENERAL_PRIVILEGES, "%s,%s" % (meth, cls))
             r = backup.dispatch(self, meth, args)
             if r is None:
                 raise ObjError("METHOD DOES NOT EXIST", "*%s,%s" % (meth, cls))
             return r
-        if c in ("security.system", "security.services", "security.users"):
+        if c in ("security.system", "security.services", "security.users", "security.roles"):
             self.require_sys(cls)
             if m not in ("exists",):
-                self.require_priv()
+                self.require_priv(config.SECURITY_ADMIN_PRIVILEGES, "%s,%s" % (meth, cls))
             r = getattr(self, "_" + c.split(".")[1])(m, args)
             if r is None:
                 raise ObjError("METHOD DOES NOT EXIST", "*%s,%s" % (meth, cls))
@@ -118,6 +121,16 @@ class Session(object):
                     return "0 ERROR #5001: the emulator only terminates its own process"
                 code = int(to_num(_val(args, 1) or 0))
                 raise Halt(code % 256)
+            raise ObjError("METHOD DOES NOT EXIST", "*%s,%s" % (meth, cls))
+        if c == "%system.security":
+            if m == "check":
+                # $SYSTEM.Security.Check(resource, permission): 1 when the current user holds it
+                res = _val(args, 0) or ""
+                perm = (_val(args, 1) or "").upper()
+                perm = {"READ": "R", "WRITE": "W", "USE": "U"}.get(perm, perm)
+                if not res or not perm:
+                    raise ObjError("PARAMETER")
+                return "0" if Security(self.inst).missing(self.username, ("%s:%s" % (res, perm),)) else "1"
             raise ObjError("METHOD DOES NOT EXIST", "*%s,%s" % (meth, cls))
         if c == "%system.mirror":
             mt, ms = self.inst.mirror()
@@ -256,6 +269,100 @@ class Session(object):
                 return "1"
         return None
 
+    # Security.Roles: Exists(Name), Create(Name, Description, Resources, GrantedRoles) or Create(Name, .Properties),
+    # Get(Name, .Properties), Modify(Name, .Properties), Delete(Name).  Properties: Description, Resources,
+    # GrantedRoles.  Role names are case-insensitive.
+    def _roles(self, m, args):
+        name = (_val(args, 0) or "").strip()
+        sec = Security(self.inst)
+        with sec.edit() as data:
+            key, role = Security.find_role(data, name)
+            if m == "exists":
+                return "1" if role else "0"
+            if m == "create":
+                if not name or any(ch in name for ch in ",:*\"") or len(name) > config.ROLE_NAME_MAX \
+                        or any(ord(ch) < 32 for ch in name):
+                    return _err(config.ERR_ROLE_INVALID_NAME, "Invalid role name %s" % name)
+                if role:
+                    return _err(config.ERR_ROLE_EXISTS, "Role %s already exists" % key)
+                ref = _ref(args, 1)
+                if ref is not None:
+                    props = _props(ref)
+                else:
+                    props = dict((k, _val(args, i)) for i, k in enumerate(config.ROLES_CREATE_ARGS) if i > 0)
+                try:
+                    new = _role_props(sec, data, name, props, new_role(name))
+                except ValueError as exc:
+                    return _err(*exc.args)
+                data["roles"][name] = new
+                self.inst.log(0, "Security: role %s created by %s (%s)" % (name, self.username, new["Resources"]),
+                              "Utility.Event")
+                return "1"
+            if role is None:
+                return _err(config.ERR_ROLE_NOT_EXISTS, "Role %s does not exist" % name)
+            if m == "get":
+                ref = _ref(args, 1)
+                if ref is None:
+                    raise ObjError("PARAMETER")
+                for k in ("Description", "Resources", "GrantedRoles"):
+                    ref.node.set(k, role.get(k, ""))
+                ref.node.set("Name", key)
+                return "1"
+            if m == "modify":
+                ref = _ref(args, 1)
+                if ref is None:
+                    raise ObjError("PARAMETER")
+                if key.lower() == config.SUPER_ROLE.lower():
+                    return _err(config.ERR_ROLE_CANNOT_MODIFY, "Cannot modify role %s" % key)
+                try:
+                    data["roles"][key] = _role_props(sec, data, key, _props(ref), role)
+                except ValueError as exc:
+                    return _err(*exc.args)
+                self.inst.log(0, "Security: role %s modified by %s (%s)"
+                              % (key, self.username, data["roles"][key]["Resources"]), "Utility.Event")
+                return "1"
+            if m == "delete":
+                if role.get("Predefined"):
+                    return _err(config.ERR_ROLE_CANNOT_DELETE, "Cannot delete role %s" % key)
+                del data["roles"][key]
+                # members lose the role (users and roles that were granted it)
+                for u in data["users"].values():
+                    u["Roles"] = ",".join(r for r in Security.roles(u) if r.lower() != key.lower())
+                for r in data["roles"].values():
+                    r["GrantedRoles"] = ",".join(x.strip() for x in (r.get("GrantedRoles") or "").split(",")
+                                                 if x.strip() and x.strip().lower() != key.lower())
+                self.inst.log(0, "Security: role %s deleted by %s" % (key, self.username), "Utility.Event")
+                return "1"
+        return None
+
+
+def _err(code, text):
+    return "0 ERROR #%d: %s" % (code, text)
+
+
+def _props(ref):
+    return dict((k, child.value) for k, child in ref.node.children.items() if child.value is not None)
+
+
+def _role_props(sec, data, name, props, role):
+    """A copy of ``role`` with Description / Resources / GrantedRoles from ``props`` (validated)."""
+    out = dict(role)
+    if props.get("Description") is not None:
+        out["Description"] = props["Description"]
+    if props.get("Resources") is not None:
+        out["Resources"] = sec.validate_resources(props["Resources"])
+    if props.get("GrantedRoles") is not None:
+        granted = []
+        for g in (x.strip() for x in props["GrantedRoles"].split(",")):
+            if not g:
+                continue
+            gk = Security.find_role(data, g)[0]
+            if gk is None or gk.lower() == name.lower():
+                raise ValueError(config.ERR_ROLE_NOT_EXISTS, "Role %s does not exist" % g)
+            granted.append(gk)
+        out["GrantedRoles"] = ",".join(granted)
+    return out
+
 
 def _val(args, n):
     if len(args) > n and args[n] is not None:
@@ -277,6 +384,19 @@ def _ref(args, n):
 
 def authenticate(inst, reader, session):
     """Return the IRIS username, or None (access denied)."""
+    user = _authenticate(inst, reader, session)
+    if user is None:
+        return None
+    # authorization of the login: the user must be allowed to use %Service_Terminal (config.LOGIN_PRIVILEGES)
+    missing = Security(inst).missing(user, config.LOGIN_PRIVILEGES)
+    if missing:
+        inst.log(1, "Login failure: user %s lacks %s (OS user %s)" % (user, ",".join(missing), util.current_user()),
+                 "Utility.Event")
+        return None
+    return user
+
+
+def _authenticate(inst, reader, session):
     sec = Security(inst).read()
     sysa = int(sec["system"].get("AutheEnabled", 0))
     svc = Security.find_service(sec, "%Service_Terminal")[1]
