@@ -5,7 +5,8 @@
 #   bash tests/setup.sh
 #
 # Creates only .venv/ and .cache/ in the repository (both git-ignored), plus the Debian packages and a
-# background dockerd when they are missing. Galaxy is not used: the collections the tests need are unpacked
+# background dockerd when they are missing, and ansible-test's pip bootstrap script in ~/.ansible/test/cache/
+# (see step_ansible_test_pip). Galaxy is not used: the collections the tests need are unpacked
 # from the `ansible` wheel on PyPI.
 set -euo pipefail
 
@@ -18,7 +19,7 @@ ANSIBLE_WHEEL_VERSION=12.3.0
 WHEEL_COLLECTIONS=(community/docker ansible/posix community/general community/library_inventory_filtering_v1)
 # Debian package -> a command (or python module, "py:NAME") whose presence means "already there"
 APT_PACKAGES="docker.io:dockerd debootstrap:debootstrap qemu-system-x86:qemu-system-x86_64 qemu-utils:qemu-img
-openssh-client:ssh rsync:rsync python3-venv:py:ensurepip shellcheck:shellcheck"
+openssh-client:ssh rsync:rsync python3-venv:py:ensurepip shellcheck:shellcheck pandoc:pandoc"
 
 step_names=()
 step_secs=()
@@ -183,6 +184,53 @@ step_ansible_test_copy() {
     echo "copied to $IRISOPS_ANSIBLE_TEST_COPY ($(find "$IRISOPS_ANSIBLE_TEST_COPY" -type f -not -path '*/tests/output/*' | wc -l) files)"
 }
 
+step_ansible_test_pip() {
+    # `ansible-test sanity --venv` bootstraps pip into each new test venv with a get-pip script that it downloads
+    # from ci-files.testing.ansible.com into ~/.ansible/test/cache/ -- a host the rig machines cannot reach, so on a
+    # fresh machine every sanity test fails with "does not have pip available".  Put an equivalent script there
+    # (same contract: `python get_pip_X.py [pip install args] [--no-setuptools] [--no-wheel]`) that runs pip from
+    # the pip wheel of the version ansible-test wants, downloaded from PyPI into .cache/wheels.
+    local version cache script wheel_dir=$IRISOPS_CACHE/wheels wheel
+    version=$("$IRISOPS_VENV/bin/python" - <<'PY'
+import os, re, ansible_test
+src = open(os.path.join(os.path.dirname(ansible_test.__file__), '_internal', 'python_requirements.py')).read()
+m = re.search(r"default_packages = dict\(\s*pip='([0-9.]+)'", src)
+print(m.group(1) if m else '')
+PY
+)
+    if [ -z "$version" ]; then
+        echo "setup: cannot find the pip version ansible-test bootstraps (ansible_test changed?)" >&2
+        return 1
+    fi
+    cache=$HOME/.ansible/test/cache
+    script=$cache/get_pip_${version//./_}.py
+    if [ -f "$script" ] && { ! grep -q '^# Written by irisops.backup' "$script" ||
+                             [ -f "$cache/pip-$version-py3-none-any.whl" ]; }; then
+        echo "ansible-test pip $version bootstrap script: present ($script)"
+        return 0
+    fi
+    mkdir -p "$wheel_dir" "$cache"
+    wheel=$(find "$wheel_dir" -maxdepth 1 -name "pip-$version-py3-none-any.whl" | head -n 1)
+    if [ -z "$wheel" ]; then
+        "$IRISOPS_VENV/bin/python" -m pip download --quiet --no-deps --dest "$wheel_dir" "pip==$version"
+        wheel=$(find "$wheel_dir" -maxdepth 1 -name "pip-$version-py3-none-any.whl" | head -n 1)
+    fi
+    cp "$wheel" "$cache/"
+    cat >"$script.tmp" <<PY
+# Written by irisops.backup tests/setup.sh in place of ansible-test's download of get-pip $version (unreachable here).
+# Runs pip from the wheel next to this file and installs the requested packages (pip==$version: that same wheel).
+import os
+import sys
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, 'pip-$version-py3-none-any.whl'))
+from pip._internal.cli.main import main  # noqa: E402
+args = [a for a in sys.argv[1:] if a not in ('--no-setuptools', '--no-wheel')]
+sys.exit(main(['install', '--upgrade', '--force-reinstall', '--find-links', HERE] + args))
+PY
+    mv "$script.tmp" "$script"
+    echo "ansible-test pip $version bootstrap script: written ($script, pip wheel copied next to it)"
+}
+
 t_all=$(irisops_now)
 run_step "system packages" step_apt
 run_step "docker engine" step_dockerd
@@ -190,6 +238,7 @@ run_step "python venv" step_venv
 run_step "collections from ansible==$ANSIBLE_WHEEL_VERSION wheel" step_collections
 run_step "irisops.backup on the collections path" step_self_link
 run_step "ansible-test copy" step_ansible_test_copy
+run_step "ansible-test pip bootstrap" step_ansible_test_pip
 
 echo
 echo "setup timings:"

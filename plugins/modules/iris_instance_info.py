@@ -137,7 +137,7 @@ instances:
       description: Whether the instance is a mirror member.
       type: bool
     data_dir:
-      description: Durable data directory (qlist field 13), empty when the same as RV(instances.install_dir).
+      description: Durable data directory (qlist field 13), empty when the same as RV(instances[].install_dir).
       type: str
     manager_user:
       description: C(security_settings.manager_user) from C(parameters.isc).
@@ -180,7 +180,7 @@ instances:
         null when not queried (instance not running, or O(check_frozen=false)) or when the query failed.
       type: bool
     frozen_error:
-      description: Why RV(instances.frozen) could not be determined, when the query failed.
+      description: Why RV(instances[].frozen) could not be determined, when the query failed.
       type: str
     deadman:
       description: The dead-man switch armed by M(irisops.backup.iris_freeze) for this instance, from its state file

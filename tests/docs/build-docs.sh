@@ -4,7 +4,7 @@
 #   bash tests/docs/build-docs.sh            # prints the path of index.html at the end
 #
 # Steps: check that docs/docsite/ (generated from the Markdown guides in docs/ by tests/docs/sync-docsite.py) is up
-# to date; install the docs tools into .venv if missing (PyPI only: antsibull-docs, sphinx-ansible-theme);
+# to date; install the docs tools into .venv if missing (the pins of tests/requirements-dev.txt, from PyPI);
 # `ansible-galaxy collection build` the tarball and install it into a private collections path (so the site
 # documents exactly what ships); `antsibull-docs lint-collection-docs --plugin-docs` (extra docs, links.yml,
 # plugin and role docs); `antsibull-docs sphinx-init --use-current` + `antsibull-docs collection` (module and role
@@ -28,7 +28,10 @@ fi
 
 if ! python3 -c 'import antsibull_docs, sphinx_ansible_theme' 2>/dev/null; then
     echo "== installing antsibull-docs and sphinx-ansible-theme into $IRISOPS_VENV"
-    pip install -q 'antsibull-docs>=2.0.0,<3.0.0' ansible-pygments sphinx 'sphinx-ansible-theme>=0.9.0'
+    # the versions pinned in tests/requirements-dev.txt (tests/setup.sh installs them)
+    mapfile -t pins < <(grep -E '^(antsibull-docs|ansible-pygments|sphinx|sphinx-ansible-theme)==' \
+        "$IRISOPS_REPO/tests/requirements-dev.txt")
+    pip install -q "${pins[@]}"
 fi
 
 rm -rf "$out/dist" "$out/collections" "$out/site" "$out/sphinx.log"

@@ -10,7 +10,8 @@ set -euo pipefail
 # shellcheck source=tests/harness/env.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../harness/env.sh"
 
-python3 -c 'import ansible_builder' 2>/dev/null || pip install -q 'ansible-builder>=3,<4'
+python3 -c 'import ansible_builder' 2>/dev/null || \
+    pip install -q "$(grep -E '^ansible-builder==' "$IRISOPS_REPO/tests/requirements-dev.txt")"
 work=$(mktemp -d /tmp/irisops-ee.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 ansible-galaxy collection build --force --output-path "$work/dist" "$IRISOPS_REPO" >/dev/null

@@ -2,7 +2,7 @@
 
 An error message is the first string literal of a call to fail_json(msg=...), self.fail(...), errors.append(...),
 problems.append(...), raise LvmError/InstanceError/ValueError(...), the msg returned by _diagnose() / the res['msg']
-strings of _iris.py, and every fail_msg:/msg: of an ansible.builtin.fail/assert task in roles/.  The fixed text of a
+strings of _iris.py, raise StunLogError(...) of _vmware.py, and every fail_msg:/msg: of an ansible.builtin.fail/assert task in roles/.  The fixed text of a
 literal before its first %-placeholder (at least 12 characters, else the next fixed fragment) must occur in
 troubleshooting.md.  Prints the ones missing and exits 1 if any; prints the count checked otherwise.
 
@@ -17,8 +17,8 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 DOC = os.path.join(REPO, 'docs', 'troubleshooting.md')
 PY_FILES = ['plugins/modules/%s' % f for f in sorted(os.listdir(os.path.join(REPO, 'plugins/modules')))
             if f.endswith('.py')] + ['plugins/module_utils/_iris.py', 'plugins/module_utils/_lvm.py',
-                                     'roles/hooks/files/irisops_hook.py']
-CALLS = {'fail_json', 'fail', 'append', 'LvmError', 'InstanceError', 'ValueError', 'update', 'error'}
+                                     'plugins/module_utils/_vmware.py', 'roles/hooks/files/irisops_hook.py']
+CALLS = {'fail_json', 'fail', 'append', 'LvmError', 'InstanceError', 'ValueError', 'StunLogError', 'update', 'error'}
 #: res['msg'] texts that report success or state, not an error
 NOT_ERRORS = ('instance %s thawed', 'instance %s frozen', 'frozen:', 'instance %s is frozen', 'instance %s is not frozen')
 #: functions whose returned strings are error explanations

@@ -4,6 +4,7 @@ follows antsibull conventions (RST pages with labels ``ansible_collections.iriso
 
     python3 tests/docs/sync-docsite.py           # rewrite the generated files
     python3 tests/docs/sync-docsite.py --check   # exit 1 if they are out of date (used by build-docs.sh)
+    python3 tests/docs/sync-docsite.py mirroring # rewrite only docs/docsite/rst/mirroring.rst (and the index)
 
 Needs pandoc (Debian package ``pandoc``).  Links between guides become ``:ref:`` links; links to guides that do
 not exist yet become plain text naming the file.  Guides listed in GUIDES whose Markdown file does not exist are left
@@ -103,12 +104,18 @@ def index_yaml(existing):
 
 def main():
     check = '--check' in sys.argv
+    only = [a for a in sys.argv[1:] if not a.startswith('-')]
     names = [entry[0] for section in GUIDES for entry in section[1]]
+    unknown = [n for n in only if n not in names]
+    if unknown:
+        print('unknown guide(s): %s (known: %s)' % (', '.join(unknown), ', '.join(names)))
+        return 2
     existing = set(n for n in names if os.path.isfile(os.path.join(DOCS, n + '.md')))
-    wanted = {os.path.join(RST_DIR, n + '.rst'): convert(n, existing) for n in sorted(existing)}
+    wanted = {os.path.join(RST_DIR, n + '.rst'): convert(n, existing) for n in sorted(existing)
+              if not only or n in only}
     wanted[INDEX] = index_yaml(existing)
     stale = [os.path.join(RST_DIR, f) for f in (os.listdir(RST_DIR) if os.path.isdir(RST_DIR) else [])
-             if f.endswith('.rst') and os.path.join(RST_DIR, f) not in wanted]
+             if f.endswith('.rst') and f[:-4] not in existing]
     differ = [p for p, c in wanted.items()
               if not os.path.isfile(p) or open(p, encoding='utf-8').read() != c]
     for n in names:
