@@ -833,6 +833,9 @@ class Lvm(object):
     def findmnt(self, path):
         """(source, target, fstype, (major, minor)) of the file system that holds ``path``."""
         rc, out, err = self.run(findmnt_argv(path), check=False)
+        if rc != 0 and not os.path.lexists(path):
+            raise LvmError("path %s does not exist, so it is on no file system to snapshot; give an existing directory "
+                           "or file, or the LV as vg/lv" % path, cmd=findmnt_argv(path), rc=rc, stdout=out, stderr=err)
         if rc != 0:
             raise LvmError("findmnt found no file system for %s: %s" % (path, (err or "").strip() or "rc=%s" % rc),
                            cmd=findmnt_argv(path), rc=rc, stdout=out, stderr=err)

@@ -653,6 +653,17 @@ def main():
     )
     if not module.params["volumes"]:
         module.fail_json(msg="volumes is empty; list the origin LVs (vg/lv) or paths to snapshot")
+    # Options checked before LVM is asked anything, so that they are reported even when a volume is wrong too.
+    errors = []
+    if module.params["timeout"] <= 0:
+        errors.append("timeout must be a positive number of seconds")
+    if module.params["state"] in ("present", "mounted"):
+        try:
+            _lvm.parse_size(module.params["size"])
+        except _lvm.SizeError as exc:
+            errors.append(exc.msg)
+    if errors:
+        module.fail_json(msg="invalid options, nothing was changed: " + "; ".join(errors), changed=False)
     SnapshotModule(module).run()
 
 
