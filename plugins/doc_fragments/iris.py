@@ -64,6 +64,24 @@ options:
     aliases: [instance, name]
 """
 
+    # The dead-man switch of the modules that freeze (iris_freeze, iris_lvm_snapshot); docs/deadman.md.
+    DEADMAN = r"""
+options:
+  deadman_timeout:
+    description:
+      - Seconds after the freeze at which the dead-man switch thaws an instance that is still frozen by this
+        freeze (C(ExternalThaw) as O(run_as), falling back to C(iris stat INSTANCE -W)), logging at priority
+        C(crit) to syslog and to C(/var/log/irisops-deadman.log).
+      - On hosts running systemd (as root) it is a transient timer C(irisops-deadman-<INSTANCE>.timer); elsewhere a
+        detached sleeper process. State lives in C(/run/irisops/deadman/).
+      - Default C(min(300, ExternalFreezeTimeOut - 60)) with O(external_freeze_timeout) (IRIS default 600), half of
+        it for freeze timeouts of 120 s or less. Keep it below O(external_freeze_timeout) and above the time your
+        snapshot needs.
+      - V(0) disables the switch (with a warning). If arming fails after a successful freeze, the instances this
+        task froze are thawed and the task fails, a freeze is never left without its switch.
+    type: int
+"""
+
     # Standard attributes: state-changing modules with full check mode and diff support.
     ATTRIBUTES = r"""
 attributes:

@@ -32,6 +32,7 @@ extends_documentation_fragment:
   - irisops.backup.iris
   - irisops.backup.iris.instances
   - irisops.backup.iris.attributes
+  - irisops.backup.iris.deadman
 options:
   log_file:
     description:
@@ -59,19 +60,6 @@ options:
       - Seconds after which IRIS resumes the write daemon by itself (ExternalFreeze C(WDSuspendLimit)).
         If that happens before the snapshot is taken, the backup is not consistent.
       - When omitted, the write daemon stays suspended until M(irisops.backup.iris_thaw) runs.
-    type: int
-  deadman_timeout:
-    description:
-      - Seconds after the freeze at which the dead-man switch thaws an instance that is still frozen by this
-        freeze (C(ExternalThaw) as O(run_as), falling back to C(iris stat INSTANCE -W)), logging at priority
-        C(crit) to syslog and to C(/var/log/irisops-deadman.log).
-      - On hosts running systemd (as root) it is a transient timer C(irisops-deadman-<INSTANCE>.timer); elsewhere a
-        detached sleeper process. State lives in C(/run/irisops/deadman/).
-      - Default C(min(300, ExternalFreezeTimeOut - 60)) with O(external_freeze_timeout) (IRIS default 600), half of
-        it for freeze timeouts of 120 s or less. Keep it below O(external_freeze_timeout) and above the time your
-        snapshot needs.
-      - V(0) disables the switch (with a warning). If arming fails after a successful freeze, the instances this
-        task froze are thawed and the task fails, a freeze is never left without its switch.
     type: int
 notes:
   - In check mode the module discovers the instances, checks they exist and are running, queries C(IsWDSuspendedExt)

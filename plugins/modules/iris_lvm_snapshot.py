@@ -27,6 +27,13 @@ description:
     together; no snapshot of an earlier run is left over; the mirror role of each instance against O(mirror_primary);
     the freeze budget against C(ExternalFreezeTimeOut)."
   - Databases that are not journalled are reported as warnings, from the report of C(ExternalFreeze) itself.
+  - Right after the freeze the module arms, for every instance it froze, the same on-host dead-man switch as
+    M(irisops.backup.iris_freeze) (see C(docs/deadman.md)) and disarms it after each successful thaw. It thaws an
+    instance left frozen when the module process itself is killed inside the freeze window (SIGKILL of the Ansible
+    worker, the OOM killer, a cut connection killing the remote Python), which no C(finally) block survives.
+  - The freeze budget is also capped at O(deadman_timeout) - the module stops before a C(lvcreate) that could still
+    run when the switch fires. If the switch thawed an instance during the window anyway (it was not armed any more
+    at the thaw), the run fails and its snapshots are removed, because they may not be consistent.
   - Uses the collection's private module_utils C(_iris) (discovery, freeze, thaw) and C(_lvm) (mapping, preflight,
     creation, removal); it contains no copy of their logic.
 author:
@@ -34,6 +41,7 @@ author:
 extends_documentation_fragment:
   - irisops.backup.iris
   - irisops.backup.iris.instances
+  - irisops.backup.iris.deadman
 options:
   volumes:
     description:
@@ -130,7 +138,8 @@ attributes:
     support: full
     details:
       - The whole preflight runs (read-only C(IsWDSuspendedExt) sessions, C(lvs), C(findmnt)) and each C(lvcreate) is
-        dry-run with C(--test); nothing is frozen and nothing is created.
+        dry-run with C(--test); nothing is frozen, nothing is created and no dead-man switch is armed
+        (RV(instance_results.deadman.would_arm) tells whether one would be).
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: none
@@ -218,6 +227,31 @@ instance_results:
     thawed_by:
       description: V(ExternalThaw) or V(stat -W).
       type: str
+    deadman:
+      description:
+        - The dead-man switch of this instance (instances this run froze; absent with O(deadman_timeout=0)).
+      type: dict
+      contains:
+        armed:
+          description: Whether a switch was armed after the freeze.
+          type: bool
+        would_arm:
+          description: Check mode only, whether the real run would arm a switch.
+          type: bool
+        mechanism:
+          description: V(systemd) (transient timer) or V(process) (detached sleeper); null when not armed.
+          type: str
+        fires_at:
+          description: UTC time (ISO 8601) at which it would have thawed the instance if still frozen.
+          type: str
+          sample: '2024-03-01T02:05:03Z'
+        seconds:
+          description: The O(deadman_timeout) used.
+          type: int
+        disarmed:
+          description: Whether it was disarmed after the thaw (V(false) when the thaw failed - the switch stays armed
+            and thaws the instance when it fires).
+          type: bool
 snapshots:
   description: One entry per snapshot LV, in creation order.
   returned: always
@@ -362,6 +396,11 @@ class Backup(object):
         self.warnings = []
         self.result = dict(changed=False, run_id=self.run_id, instances=[], instance_results={}, snapshots=[],
                            warnings_preflight=self.warnings, commands=self.lvm.commands)
+        self.deadman_seconds = self.p['deadman_timeout']
+        if self.deadman_seconds is None:
+            self.deadman_seconds = _iris.default_deadman_timeout(self.p['external_freeze_timeout'])
+        self.armed = {}           # name -> deadman_arm result, for the instances whose switch is armed
+        self.arm_attempted = []   # names deadman_arm was called for (disarmed after their thaw)
 
     # -- output -----------------------------------------------------------------------------------------------
     def fail(self, msg, **extra):
@@ -377,12 +416,28 @@ class Backup(object):
             return self.p['max_freeze_seconds']
         return int(self.eft() * BUDGET_SHARE)
 
+    def window_budget(self):
+        """(seconds, what) bounding the freeze window: the freeze budget, capped at the dead-man timeout."""
+        budget = self.budget()
+        if self.deadman_seconds and self.deadman_seconds < budget:
+            return self.deadman_seconds, 'deadman_timeout=%d (the dead-man switch thaws then)' % self.deadman_seconds
+        return budget, 'budget max_freeze_seconds=%d (ExternalFreezeTimeOut %d)' % (budget, self.eft())
+
     # -- preflight --------------------------------------------------------------------------------------------
     def validate(self):
         errors = _iris.validate_common(self.p)
         for key in ('external_freeze_timeout', 'max_freeze_seconds', 'wd_suspend_limit', 'lvm_timeout'):
             if self.p[key] is not None and self.p[key] <= 0:
                 errors.append('%s must be a positive number of seconds' % key)
+        if self.p['deadman_timeout'] is not None and self.p['deadman_timeout'] < 0:
+            errors.append('deadman_timeout must be 0 (disabled) or a positive number of seconds')
+        elif self.deadman_seconds == 0:
+            self.module.warn('deadman_timeout=0: no dead-man switch; if this module process is killed between the '
+                             'freeze and the thaw, the instances stay frozen and block users after '
+                             'ExternalFreezeTimeOut (%d s)' % self.eft())
+        elif self.deadman_seconds >= self.eft():
+            self.module.warn('deadman_timeout=%d is not below ExternalFreezeTimeOut (%d s): users may hang before the '
+                             'dead-man switch thaws the instance' % (self.deadman_seconds, self.eft()))
         if self.p['text'] is not None:
             try:
                 _iris.objectscript_string(self.p['text'])
@@ -652,13 +707,62 @@ class Backup(object):
                 self.fail('check mode: lvcreate --test refuses snapshot %s of %s: %s' % (req.full_name, req.origin,
                                                                                          exc.msg))
         for inst in self.selected:
-            self.result['instance_results'][inst['name']]['action'] = 'would_freeze'
+            entry = self.result['instance_results'][inst['name']]
+            entry['action'] = 'would_freeze'
+            if self.deadman_seconds > 0:
+                entry['deadman'] = dict(armed=False, mechanism=None, fires_at=None, would_arm=True,
+                                        seconds=self.deadman_seconds)
         self.result['changed'] = True
         self.module.exit_json(msg='check mode: preflight passed; would freeze %s and snapshot %s' % (
             ', '.join(i['name'] for i in self.selected), ', '.join(p.request.full_name for p in self.plans)),
             **self.result)
 
     # -- the freeze window ------------------------------------------------------------------------------------
+    def arm(self, many):
+        """Arm the dead-man switch of every instance this run froze.  Returns a failure text, or None."""
+        if not self.deadman_seconds:
+            return None
+        failures = []
+        for inst in self.selected:
+            r = many['results'].get(inst['name'])
+            if not r or not r.get('changed'):
+                continue
+            self.arm_attempted.append(inst['name'])
+            arm = _iris.deadman_arm(inst, self.deadman_seconds, run_as=self.p['run_as'], timeout=self.p['timeout'],
+                                    armed_by='iris_lvm_snapshot')
+            self.result['instance_results'][inst['name']]['deadman'] = dict(
+                (k, arm.get(k)) for k in ('armed', 'mechanism', 'fires_at', 'seconds', 'unit', 'pid', 'state_file'))
+            if arm['failed']:
+                failures.append(arm['msg'])
+            else:
+                self.armed[inst['name']] = arm
+        if failures:
+            return ('%s; no snapshot was taken (never a freeze without its switch). Next: check that %s is writable '
+                    'and systemd-run works, or set deadman_timeout: 0 to run without a switch'
+                    % ('; '.join(failures), _iris.deadman_dir()))
+        return None
+
+    def disarm(self, thawed):
+        """Disarm the switches of the instances thawed without failure.  Returns the names whose switch was gone
+        already: it fired (thawed the instance) inside the freeze window."""
+        fired = []
+        for name in self.arm_attempted:
+            entry = self.result['instance_results'][name].setdefault('deadman', {})
+            t = thawed.get(name)
+            if t is None or t[0].get('failed'):
+                entry['disarmed'] = False  # still frozen (or unknown): the switch stays armed and thaws it later
+                continue
+            try:
+                d = _iris.deadman_disarm(name)
+            except Exception as exc:  # pylint: disable=broad-except
+                entry['disarmed'] = False
+                entry['disarm_error'] = '%s: %s' % (type(exc).__name__, exc)
+                continue
+            entry['disarmed'] = bool(d.get('disarmed'))
+            if name in self.armed and not d.get('was_armed'):
+                fired.append(name)
+        return fired
+
     def thaw_all(self, frozen, unknown):
         """Thaw ``frozen`` (known frozen) and ``unknown`` (state unknown: checked first) concurrently."""
         done = {}
@@ -707,6 +811,7 @@ class Backup(object):
         create_started = create_ended = None
         longest = 0.0
         thawed = {}
+        fired = []
         with SignalGuard() as guard:
             t0 = time.time()
             try:
@@ -718,9 +823,10 @@ class Backup(object):
                 if many['failed']:
                     failure = many['msg']
                 else:
-                    budget = self.budget()
+                    failure = self.arm(many) or guard.interrupted()
+                    budget, bound = self.window_budget()
                     create_started = time.time()
-                    for plan in self.plans:
+                    for plan in ([] if failure else self.plans):
                         req = plan.request
                         failure = guard.interrupted()
                         if failure:
@@ -728,10 +834,9 @@ class Backup(object):
                         elapsed = time.time() - t0
                         if elapsed + longest > budget:
                             failure = ('freeze budget exceeded: %.1f s frozen, the next lvcreate may take %.1f s, '
-                                       'budget max_freeze_seconds=%d (ExternalFreezeTimeOut %d); stopped before '
-                                       'snapshot %s of %s. Make the snapshots faster (fewer volumes, less I/O) or '
-                                       'raise external_freeze_timeout'
-                                       % (elapsed, longest, budget, self.eft(), req.full_name, req.origin))
+                                       '%s; stopped before snapshot %s of %s. Make the snapshots faster (fewer '
+                                       'volumes, less I/O) or raise external_freeze_timeout / deadman_timeout'
+                                       % (elapsed, longest, bound, req.full_name, req.origin))
                             break
                         started = time.time()
                         # never killed inside the window: a killed lvcreate may leave the origin suspended
@@ -759,8 +864,15 @@ class Backup(object):
                     elif r.get('changed'):
                         frozen.append(inst)
                 thawed = self.thaw_all(frozen, unknown)
+                fired = self.disarm(thawed)
             if guard.received and not failure:
                 failure = 'received %s during the thaw' % ', '.join(_signal_name(s) for s in guard.received)
+            if fired:
+                failure = (failure + '. ' if failure else '') + (
+                    'the dead-man switch of %s fired inside the freeze window (it was no longer armed at the thaw, '
+                    'after deadman_timeout=%d s): the instance was thawed while snapshots were being taken, so they '
+                    'may not be consistent. Next: raise deadman_timeout (keep it below external_freeze_timeout) or '
+                    'make the snapshots faster' % (', '.join(fired), self.deadman_seconds))
 
         # -- after the window: report, clean up on failure ------------------------------------------------------
         still_frozen = []
@@ -784,9 +896,14 @@ class Backup(object):
                     still_frozen.append(inst['name'])
             entry['action'] = 'frozen' if r is not None and (r.get('changed') or r.get('rolled_back')) else 'failed'
         if still_frozen:
+            armed_note = ''
+            still_armed = [n for n in still_frozen if n in self.armed]
+            if still_armed:
+                armed_note = '; the dead-man switch of %s stays armed and tries again at %s' % (
+                    ', '.join(still_armed), ', '.join(self.armed[n]['fires_at'] for n in still_armed))
             failure = (failure + '. ' if failure else '') + (
-                'THAW FAILED, STILL FROZEN: %s - run irisops.backup.iris_thaw with stat_fallback=true now (%s)'
-                % (', '.join(still_frozen), ' | '.join(thawed[n][0]['msg'] for n in still_frozen)))
+                'THAW FAILED, STILL FROZEN: %s - run irisops.backup.iris_thaw with stat_fallback=true now (%s)%s'
+                % (', '.join(still_frozen), ' | '.join(thawed[n][0]['msg'] for n in still_frozen), armed_note))
         windows = [e['frozen_ms'] for e in results.values() if e.get('frozen_ms') is not None]
         self.result['freeze_window_ms'] = max(windows) if windows else None
         if create_started is not None and create_ended is not None:
@@ -805,6 +922,9 @@ class Backup(object):
             if errors:
                 msg += '. COULD NOT REMOVE: %s - remove them with irisops.backup.lvm_snapshot state=absent' % (
                     '; '.join(errors))
+            elif not still_frozen:
+                msg += ('. Next: fix the cause above and run the backup again; nothing of run %s is left frozen or '
+                        'snapshotted' % self.run_id)
             self.fail(msg)
 
         self.result['changed'] = True
@@ -849,6 +969,7 @@ def main():
         text=dict(type='str'),
         stat_fallback=dict(type='bool', default=True),
         lvm_timeout=dict(type='int', default=120),
+        deadman_timeout=dict(type='int'),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     Backup(module).run()

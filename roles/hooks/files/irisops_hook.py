@@ -19,6 +19,11 @@ pre/post scripts) or any backup tool (generic pre/post pair):
 
 Exit status: 0 success, 1 failure (for ``freeze``: nothing is left frozen), the warning status (option
 --warning-rc, 0 unless set; the Azure scripts use 2) when the run succeeded with a warning.
+
+``freeze`` arms, for every instance it froze, the collection's on-host dead-man switch (_iris.deadman_arm, see
+docs/deadman.md): if the matching ``thaw``/``freezeFail`` never comes (the backup product died, the snapshot
+hung, the post script was never configured), the switch thaws the instance after ``deadman_timeout`` seconds.
+``thaw``/``freezeFail`` disarm it.  A freeze whose switch cannot be armed is thawed again and fails.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -63,6 +68,7 @@ DEFAULTS = {
     'stat_fallback': 'true',
     'warning_rc': '0',
     'caller': 'manual',
+    'deadman_timeout': '',
 }
 
 #: Seconds kept back from the budget for discovery, locking and logging.
@@ -268,6 +274,9 @@ def load_settings(args):
         'stat_fallback': _bool(settings['stat_fallback'], 'stat_fallback'),
         'warning_rc': _int(settings['warning_rc'], 'warning_rc', maximum=255),
         'caller': settings['caller'] or 'manual',
+        # '' = the collection default (_iris.default_deadman_timeout of external_freeze_timeout); 0 = no switch
+        'deadman_timeout': (None if str(settings['deadman_timeout']).strip() == ''
+                            else _int(settings['deadman_timeout'], 'deadman_timeout')),
     }
     if not s['instances']:
         s['instances'] = ['all']
@@ -441,6 +450,15 @@ class Hook(object):
     def user_of(self, inst):
         return self.run_as_for(inst) or self.iris.default_run_as(inst) or self.iris.current_username()
 
+    def deadman_seconds(self):
+        """Seconds after the freeze at which the dead-man switch thaws (0 = no switch)."""
+        if self.s['deadman_timeout'] is not None:
+            return self.s['deadman_timeout']
+        return self.iris.default_deadman_timeout(self.s['external_freeze_timeout'] or None)
+
+    def deadman_armed_by(self):
+        return 'irisops-hook freeze (caller %s)' % self.s['caller']
+
     def discover(self):
         instances, errors = self.iris.discover_instances(timeout=min(30, self.session_timeout))
         for e in errors:
@@ -581,16 +599,69 @@ class Hook(object):
                 log.error('Freeze finished: FAILED (%s); no instance is left frozen by this run; exit %d' % (
                     ', '.join(sorted(n for n, r in results.items() if r.get('failed'))), RC_ERROR))
             return RC_ERROR
-        self._save_freeze_state(carried + [n for n in frozen_now if n not in carried], 'frozen')
+        armed = self._arm(selected, frozen_now, carried)
+        if armed is None:
+            return RC_ERROR
+        self._save_freeze_state(carried + [n for n in frozen_now if n not in carried], 'frozen', deadman=armed)
         log.info('Freeze finished: frozen %s in %.1f s; exit %d'
                  % (', '.join(frozen_now) or 'nothing new', self.elapsed(), self.rc_ok()))
         return self.rc_ok()
 
-    def _save_freeze_state(self, names, result):
-        self.store.write({
+    def _arm(self, selected, frozen_now, carried):
+        """Arm the dead-man switch of every instance this run froze.  Returns {name: fires_at}, or None after a
+        failure to arm (every instance this run froze is then thawed again: never a freeze without its switch)."""
+        log = self.log
+        iris = self.iris
+        seconds = self.deadman_seconds()
+        if not frozen_now:
+            return {}
+        if seconds <= 0:
+            log.warning('deadman_timeout=0: no dead-man switch; if the thaw never comes, %s stay(s) frozen and block '
+                        'users after ExternalFreezeTimeOut' % ', '.join(frozen_now))
+            return {}
+        armed = {}
+        failures = []
+        for name in frozen_now:
+            inst = iris.find_instance(selected, name)
+            a = iris.deadman_arm(inst, seconds, run_as=self.run_as_for(inst), timeout=self.session_timeout,
+                                 armed_by=self.deadman_armed_by())
+            if a['failed']:
+                log.error('  %s: %s' % (name, a['msg']))
+                failures.append(name)
+            else:
+                armed[name] = a['fires_at']
+                log.info('  %s: dead-man switch armed (%s, %d s): thaws it at %s UTC unless the thaw comes first'
+                         % (name, a['mechanism'], seconds, a['fires_at']))
+        if not failures:
+            return armed
+        still = []
+        for name in frozen_now:
+            inst = iris.find_instance(selected, name)
+            iris.deadman_disarm(name)
+            t = iris.thaw(None, inst, run_as=self.run_as_for(inst), timeout=self.session_timeout,
+                          stat_fallback=self.s['stat_fallback'], check_state=False)
+            if t['failed']:
+                log.error('  %s IS STILL FROZEN: %s' % (name, t['msg']))
+                still.append(name)
+            else:
+                log.info('  %s THAWED AGAIN because no dead-man switch could be armed' % name)
+        self._save_freeze_state(carried + [n for n in still if n not in carried], 'failed')
+        log.error('Freeze finished: FAILED - could not arm the dead-man switch of %s (check that %s is writable and '
+                  'systemd-run works, or set deadman_timeout = 0 in %s to run without one); %s; exit %d' % (
+                      ', '.join(failures), iris.deadman_dir(), DEFAULT_CONFIG,
+                      ('STILL FROZEN: %s - run `irisops-hook --caller %s freezeFail` or `iris stat <instance> -W` now'
+                       % (', '.join(still), self.s['caller'])) if still else 'no instance is left frozen by this run',
+                      RC_ERROR))
+        return None
+
+    def _save_freeze_state(self, names, result, deadman=None):
+        data = {
             'caller': self.s['caller'], 'frozen': list(names), 'result': result, 'pid': os.getpid(),
             'time': time.strftime('%Y-%m-%dT%H:%M:%S%z'), 'version': VERSION,
-        })
+        }
+        if deadman:
+            data['deadman'] = dict(deadman)  # name -> fires_at (UTC) of the switch armed by this freeze
+        self.store.write(data)
 
     # -- thaw / freezeFail ------------------------------------------------------------------------------------
 
@@ -652,22 +723,37 @@ class Hook(object):
         results = self._run_parallel(one, targets)
         failed = list(errors)
         thawed = []
+        armed_by_freeze = (state or {}).get('deadman') or {}
         for inst in targets:
             name = inst['name']
             r = results[name]
             self.log.detail('    %s | ' % name, r.get('log') or '')
+            disarm = None
+            if not r.get('failed'):
+                # thawed, or found not frozen: the switch has nothing left to do
+                disarm = iris.deadman_disarm(name)
             if r.get('failed'):
                 log.error('  %s THAW FAILED: %s' % (name, r.get('msg')))
+                st = iris.deadman_status(name)
+                if st.get('armed'):
+                    log.error('  %s: its dead-man switch stays armed and tries again at %s UTC (ExternalThaw, then '
+                              '`stat -W`)' % (name, st.get('fires_at')))
                 failed.append(name)
             elif r.get('changed'):
                 thawed.append(inst)
                 log.info('  %s IS THAWED (%s exit %s; %.1f s)' % (name, r.get('thawed_by'), r.get('rc'),
                                                                   (r.get('duration_ms') or 0) / 1000.0))
             elif from_state:
-                self.warn('  %s was no longer frozen (the write daemon resumed before the thaw: WDSuspendLimit or '
-                          'a manual thaw) - the snapshot of %s may not be consistent' % (name, name))
+                fired = name in armed_by_freeze and not disarm['was_armed']
+                self.warn('  %s was no longer frozen (the write daemon resumed before the thaw: %s) - the snapshot '
+                          'of %s may not be consistent' % (
+                              name, 'its dead-man switch fired at %s UTC, see %s' % (
+                                  armed_by_freeze[name], iris.DEADMAN_LOG) if fired
+                              else 'WDSuspendLimit or a manual thaw', name))
             else:
                 log.info('  %s was not frozen; nothing to do' % name)
+            if disarm and disarm['was_armed']:
+                log.info('  %s: dead-man switch disarmed' % name)
             log.info('  Completed thaw of %s' % name)
         if record:
             for inst in thawed:
@@ -680,9 +766,11 @@ class Hook(object):
                     log.info('  %s: backup recorded in the backup history (ExternalSetHistory)' % inst['name'])
         still = [n for n in failed if n in names]
         if still:
-            self.store.write({'caller': self.s['caller'], 'frozen': still, 'result': 'thaw failed',
-                              'pid': os.getpid(), 'time': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
-                              'version': VERSION})
+            data = {'caller': self.s['caller'], 'frozen': still, 'result': 'thaw failed', 'pid': os.getpid(),
+                    'time': time.strftime('%Y-%m-%dT%H:%M:%S%z'), 'version': VERSION}
+            if any(n in armed_by_freeze for n in still):
+                data['deadman'] = dict((n, armed_by_freeze[n]) for n in still if n in armed_by_freeze)
+            self.store.write(data)
         else:
             self.store.remove()
         if failed:
@@ -705,7 +793,7 @@ class Hook(object):
         rc = RC_OK
         for inst in instances:
             entry = {'name': inst['name'], 'flavour': inst.get('flavour'), 'status': inst.get('status'),
-                     'run_as': self.user_of(inst), 'frozen': None}
+                     'run_as': self.user_of(inst), 'frozen': None, 'deadman': iris.deadman_status(inst['name'])}
             if inst.get('ready'):
                 q = iris.is_frozen(None, inst, run_as=self.run_as_for(inst),
                                    timeout=min(30, self.session_timeout))
@@ -727,6 +815,9 @@ class Hook(object):
                     what = 'not queried (%s)' % e['status']
                 else:
                     what = 'FROZEN (IsWDSuspendedExt=%s)' % e['rc'] if e['frozen'] else 'not frozen (IsWDSuspendedExt=%s)' % e['rc']
+                if e['deadman'].get('armed'):
+                    dm = e['deadman']
+                    what += ', dead-man switch armed (%s, fires at %s UTC)' % (dm.get('mechanism'), dm.get('fires_at'))
                 print('%-12s %-6s %-18s %s' % (e['name'], e['flavour'], e['status'], what))
             for caller, st in sorted(out['states'].items()):
                 frozen = ','.join(st.get('frozen') or []) or '-'
@@ -743,6 +834,15 @@ class Hook(object):
         print('caller %s, instances %s, time budget %d s -> session timeout %d s, log %s, state %s' % (
             self.s['caller'], ','.join(self.s['instances']), self.s['time_budget'], self.session_timeout,
             self.s['log_file'] or '-', self.store.path))
+        seconds = self.deadman_seconds()
+        eft = self.s['external_freeze_timeout'] or iris.DEFAULT_EXTERNAL_FREEZE_TIMEOUT
+        if seconds > 0:
+            print('dead-man switch: thaws %d s after a freeze unless the thaw comes first (%s, state in %s)%s' % (
+                seconds, 'systemd timer' if iris._use_systemd() else 'detached sleeper process', iris.deadman_dir(),
+                '; WARNING: not below ExternalFreezeTimeOut (%d s), users may hang first' % eft
+                if seconds >= eft else ''))
+        else:
+            print('dead-man switch: disabled (deadman_timeout = 0)')
         rc = RC_OK
         if self.s['log_file']:
             err = _check_writable(self.s['log_file'])
@@ -822,6 +922,8 @@ def build_parser():
                    help='record the backup with ExternalSetHistory after a successful thaw')
     p.add_argument('--no-set-history', dest='set_history', action='store_const', const='false')
     p.add_argument('--warning-rc', dest='warning_rc', help='exit status for success with warnings')
+    p.add_argument('--deadman-timeout', dest='deadman_timeout',
+                   help='seconds after which the dead-man switch thaws a freeze that got no thaw (0 = none)')
     p.add_argument('--no-syslog', dest='syslog', action='store_const', const='false')
     p.add_argument('--json', action='store_true', help='status: JSON output')
     p.add_argument('--quiet', action='store_true', help='no output on stdout/stderr (log file and syslog only)')
