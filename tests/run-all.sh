@@ -3,11 +3,14 @@
 #
 #   bash tests/run-all.sh
 #
-# Steps: tests/setup.sh, image builds, ansible-test sanity, unit tests, emulator tests, ansible-lint, then every
-# molecule scenario found under extensions/molecule/ (iris_community only with IRISOPS_REAL_IRIS=1).
+# Steps: tests/setup.sh, image builds, ansible-test sanity, unit tests, emulator tests, ansible-lint, docs checks
+# (tests/docs/run-checks.sh), galaxy-importer (tests/docs/galaxy-import.sh), AWX-style playbook runs
+# (tests/awx/run_playbooks.py, ansible-runner), then every molecule scenario found under extensions/molecule/
+# (iris_community only with IRISOPS_REAL_IRIS=1).
 #
 #   MOLECULE_SCENARIOS="smoke lvm"   run only these scenarios (default: every directory with a molecule.yml)
 #   IRISOPS_REAL_IRIS=1              also run iris_community (needs the intersystems/iris-community image)
+#   IRISOPS_RUN_DEMO=1               also run the demo scenario (what bash tests/demo.sh runs)
 #   IRISOPS_STEP_TIMEOUT=2400        seconds after which one step is killed and counted as failed
 #   IRISOPS_TOTAL_BUDGET=5100        seconds for the whole run (85 min); steps that would start after it are
 #                                    counted as failed ("not run"), a step running into it is killed
@@ -23,6 +26,9 @@ cd "$IRISOPS_REPO" || exit 1
 LOG_DIR=$IRISOPS_REPO/tests/output/run-all
 rm -rf "$LOG_DIR"
 mkdir -p "$LOG_DIR"
+# fault records of this run only (bad_inputs, lvm_backup_faults, soak write them; "fault summary" reads them)
+FAULTS_DIR=$IRISOPS_REPO/tests/output/faults
+rm -rf "$FAULTS_DIR"
 STEP_TIMEOUT=${IRISOPS_STEP_TIMEOUT:-2400}
 TOTAL_BUDGET=${IRISOPS_TOTAL_BUDGET:-5100}
 T_START=$(date +%s)
@@ -32,6 +38,7 @@ secs=()
 results=()
 notes=()
 tests_run=0
+fault_scenarios=()
 
 # run_step KIND NAME CMD... ; KIND is "prep" (setup/build) or "test" (counts towards "some test ran")
 run_step() {
@@ -148,6 +155,9 @@ else
             sh -c 'echo "tests/emulator/tests is missing"; exit 1'
     fi
     run_step test "ansible-lint --profile production" lint
+    run_step test "docs checks (tests/docs/run-checks.sh)" bash tests/docs/run-checks.sh
+    run_step test "galaxy-importer" bash tests/docs/galaxy-import.sh
+    run_step test "awx playbooks (ansible-runner)" python3 tests/awx/run_playbooks.py
 
     # molecule scenarios: every directory with a molecule.yml, or exactly MOLECULE_SCENARIOS
     if [ -n "${MOLECULE_SCENARIOS:-}" ]; then
@@ -163,10 +173,21 @@ else
             run_step test "molecule $s" sh -c "echo 'no scenario extensions/molecule/$s'; exit 1"
         elif [ "$s" = iris_community ] && [ "${IRISOPS_REAL_IRIS:-0}" != 1 ]; then
             skip_step "molecule $s" "needs the real intersystems/iris-community image; set IRISOPS_REAL_IRIS=1"
+        elif [ "$s" = demo ] && [ "${IRISOPS_RUN_DEMO:-0}" != 1 ]; then
+            skip_step "molecule $s" "the demo of bash tests/demo.sh (lvm_backup tests the same role); set IRISOPS_RUN_DEMO=1"
         else
             run_step test "molecule $s" molecule_scenario "$s"
+            # a scenario that writes fault records names their directory
+            grep -rqs 'tests/output/faults' "extensions/molecule/$s" && fault_scenarios+=("$s")
         fi
     done
+
+    # last step: the table of the fault records (tests/faults/summary.py; fails on a case that did not survive)
+    if [ ${#fault_scenarios[@]} -gt 0 ]; then
+        run_step test "fault summary" python tests/faults/summary.py --dir "$FAULTS_DIR"
+    else
+        skip_step "fault summary" "no scenario that writes fault records ran (they write to tests/output/faults)"
+    fi
 fi
 
 passed=0
