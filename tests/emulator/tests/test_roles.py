@@ -187,7 +187,7 @@ def test_role_lacking_one_privilege_is_refused(emu, rinst, flavour, which):
     name = rinst[flavour]
     privs = needed(flavour)
     lacking = privs[which]
-    res, _, perms = lacking.partition(":")
+    res, dummy, perms = lacking.partition(":")
     rest = [p for p in privs if p != lacking]
     if len(perms) > 1:  # keep part of it: R without W still lacks RW
         rest.append("%s:%s" % (res, perms[0]))
