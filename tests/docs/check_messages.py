@@ -29,7 +29,7 @@ MSG_RE = re.compile(r"^\s*(?:fail_msg|msg):\s*(?:>-?|\|-?)?\s*(.*)$")
 
 def fixed_part(text):
     """Longest fixed fragment at the start (or first long fragment) of a %-format string."""
-    frags = [f.strip(" :;,.()'\"") for f in re.split(r'%[-#0-9.]*[sdrifx%]|\{\{.*?\}\}', text)]
+    frags = [f.strip(" :;,.()'\"") for f in re.split(r'%[-#0-9.]*[sdrifx%]|\{\{.*?\}\}|\{%.*?%\}', text)]
     for f in frags:
         if len(f) >= 12:
             return f
