@@ -30,11 +30,12 @@ GUIDES = [
         ('restore-runbook', 'Restore runbook'),
         ('mirroring', 'Mirroring, QoS timeout and VM stun times'),
         ('troubleshooting', 'Troubleshooting by error message'),
+        ('bad-inputs', 'Bad inputs and the errors they give'),
         ('unconfirmed', 'Unconfirmed facts and where to correct them'),
         ('awx', 'AWX, execution environment and survey values'),
     ]),
     ('Modules and roles in depth', [
-        ('deadman', 'Dead-man switch of iris_freeze'),
+        ('deadman', 'Dead-man switch (iris_freeze, iris_lvm_snapshot, hooks)'),
         ('hooks', 'Snapshot hooks (hooks role)'),
         ('lvm-backup', 'LVM snapshot backup (lvm_backup role)'),
         ('backup-user', 'Backup user (backup_user role)'),
