@@ -11,6 +11,11 @@
 #   MOLECULE_SCENARIOS="smoke lvm"   run only these scenarios (default: every directory with a molecule.yml)
 #   IRISOPS_REAL_IRIS=1              also run iris_community (needs the intersystems/iris-community image)
 #   IRISOPS_RUN_DEMO=1               also run the demo scenario (what bash tests/demo.sh runs)
+#   IRISOPS_VM_LANE=1                run the scenarios that boot a qemu VM (molecule.yml with ssh_port: lvm,
+#                                    lvm_backup) one after the other in a second lane, started right after
+#                                    setup, alongside everything else (0: all steps in one line). A TCG VM keeps
+#                                    one core busy while the controller mostly waits on SSH, so the container
+#                                    steps use the other core; their results join the table at the end.
 #   IRISOPS_STEP_TIMEOUT=2400        seconds after which one step is killed and counted as failed
 #   IRISOPS_TOTAL_BUDGET=5100        seconds for the whole run (85 min); steps that would start after it are
 #                                    counted as failed ("not run"), a step running into it is killed
@@ -84,6 +89,61 @@ skip_step() {
     echo "################ $1: SKIPPED: $2"
 }
 
+step_log() {
+    echo "$LOG_DIR/$(echo "$1" | tr -c 'A-Za-z0-9_.-' '_').log"
+}
+
+# The VM lane: runs molecule scenarios one after the other in the background, each with the same budget and step
+# timeout rules as run_step, output only to its log; writes "name<TAB>seconds<TAB>result" per scenario to
+# $LANE_DIR/NN.result for the summary (collect_vm_lane).
+LANE_DIR=$LOG_DIR/vm-lane
+vm_lane() {
+    local s i=0 log left limit t0 rc secs result
+    mkdir -p "$LANE_DIR"
+    for s in "$@"; do
+        i=$((i + 1))
+        log=$(step_log "molecule $s")
+        left=$((TOTAL_BUDGET - ($(date +%s) - T_START)))
+        echo "################ [vm lane] molecule $s: started (log: ${log#"$IRISOPS_REPO"/})"
+        if [ $left -lt 30 ]; then
+            secs="-"
+            result="FAIL (not run: ${TOTAL_BUDGET}s budget used up)"
+        else
+            limit=$((left < STEP_TIMEOUT ? left : STEP_TIMEOUT))
+            t0=$(irisops_now)
+            timeout --kill-after=60 "$limit" bash -c '"$@"' run-all-step molecule_scenario "$s" >"$log" 2>&1
+            rc=$?
+            secs=$(irisops_elapsed "$t0")
+            if [ $rc -eq 0 ]; then
+                result="PASS"
+            elif [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+                result="FAIL (timeout ${limit}s)"
+            else
+                result="FAIL (rc=$rc)"
+            fi
+        fi
+        printf '%s\t%s\t%s\n' "molecule $s" "$secs" "$result" >"$LANE_DIR/$(printf '%02d' $i).result"
+        echo "################ [vm lane] molecule $s: $result in $secs s (log: ${log#"$IRISOPS_REPO"/})"
+    done
+}
+
+collect_vm_lane() {
+    local f n sec res
+    [ -n "${lane_pid:-}" ] || return 0
+    echo
+    echo "################ waiting for the vm lane (${vm_scenarios[*]})"
+    wait "$lane_pid"
+    for f in "$LANE_DIR"/*.result; do
+        [ -f "$f" ] || continue
+        IFS=$'\t' read -r n sec res <"$f"
+        names+=("$n")
+        secs+=("$sec")
+        results+=("$res")
+        tests_run=$((tests_run + 1))
+    done
+    lane_pid=
+}
+
 # --- sanity: ansible-test inside the rsync copy made by tests/setup.sh -------------------------------------
 sanity() {
     local skip=() reason
@@ -141,6 +201,37 @@ echo "run-all: $(date -u '+%Y-%m-%d %H:%M:%S UTC') on $(hostname), $(nproc) core
 if ! run_step prep "setup" bash tests/setup.sh; then
     echo "run-all: tests/setup.sh failed; nothing else can run"
 else
+    # molecule scenarios: every directory with a molecule.yml, or exactly MOLECULE_SCENARIOS
+    if [ -n "${MOLECULE_SCENARIOS:-}" ]; then
+        read -r -a scenarios <<<"$MOLECULE_SCENARIOS"
+    else
+        scenarios=()
+        for f in extensions/molecule/*/molecule.yml; do
+            [ -f "$f" ] && scenarios+=("$(basename "$(dirname "$f")")")
+        done
+    fi
+    fg_scenarios=()
+    vm_scenarios=()
+    for s in "${scenarios[@]}"; do
+        if [ "${IRISOPS_VM_LANE:-1}" = 1 ] && grep -qs 'ssh_port:' "extensions/molecule/$s/molecule.yml" \
+            && [ "$s" != demo ]; then
+            vm_scenarios+=("$s")
+        else
+            fg_scenarios+=("$s")
+        fi
+        # a scenario that writes fault records names their directory
+        grep -rqs 'tests/output/faults' "extensions/molecule/$s" && fault_scenarios+=("$s")
+    done
+    lane_pid=
+    # an interrupted run-all stops the lane too (its molecule step then destroys nothing: run molecule destroy)
+    trap 'if [ -n "${lane_pid:-}" ]; then pkill -TERM -P "$lane_pid"; kill -TERM "$lane_pid"; fi 2>/dev/null; exit 130' INT TERM
+    if [ ${#vm_scenarios[@]} -gt 0 ]; then
+        echo
+        echo "################ vm lane: ${vm_scenarios[*]} (in the background, one after the other)"
+        vm_lane "${vm_scenarios[@]}" &
+        lane_pid=$!
+    fi
+
     run_step prep "build images" bash tests/harness/build-images.sh
     run_step test "ansible-test sanity" sanity
     if [ -d tests/unit ]; then
@@ -159,16 +250,7 @@ else
     run_step test "galaxy-importer" bash tests/docs/galaxy-import.sh
     run_step test "awx playbooks (ansible-runner)" python3 tests/awx/run_playbooks.py
 
-    # molecule scenarios: every directory with a molecule.yml, or exactly MOLECULE_SCENARIOS
-    if [ -n "${MOLECULE_SCENARIOS:-}" ]; then
-        read -r -a scenarios <<<"$MOLECULE_SCENARIOS"
-    else
-        scenarios=()
-        for f in extensions/molecule/*/molecule.yml; do
-            [ -f "$f" ] && scenarios+=("$(basename "$(dirname "$f")")")
-        done
-    fi
-    for s in "${scenarios[@]}"; do
+    for s in "${fg_scenarios[@]}"; do
         if [ ! -f "extensions/molecule/$s/molecule.yml" ]; then
             run_step test "molecule $s" sh -c "echo 'no scenario extensions/molecule/$s'; exit 1"
         elif [ "$s" = iris_community ] && [ "${IRISOPS_REAL_IRIS:-0}" != 1 ]; then
@@ -177,10 +259,9 @@ else
             skip_step "molecule $s" "the demo of bash tests/demo.sh (lvm_backup tests the same role); set IRISOPS_RUN_DEMO=1"
         else
             run_step test "molecule $s" molecule_scenario "$s"
-            # a scenario that writes fault records names their directory
-            grep -rqs 'tests/output/faults' "extensions/molecule/$s" && fault_scenarios+=("$s")
         fi
     done
+    collect_vm_lane
 
     # last step: the table of the fault records (tests/faults/summary.py; fails on a case that did not survive)
     if [ ${#fault_scenarios[@]} -gt 0 ]; then
