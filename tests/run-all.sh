@@ -65,7 +65,9 @@ run_step() {
     # shell functions reach the timeout'd bash through export -f (below)
     timeout --kill-after=60 "$limit" bash -c '"$@"' run-all-step "$@" > >(tee "$log") 2>&1
     rc=$?
-    wait  # let tee finish writing
+    # let tee finish writing; only that process ($! after a process substitution): a plain `wait` would also wait
+    # for the vm lane running in the background
+    wait $! 2>/dev/null
     names+=("$name")
     secs+=("$(irisops_elapsed "$t0")")
     if [ $rc -eq 0 ]; then
