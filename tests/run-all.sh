@@ -63,23 +63,22 @@ run_step() {
     limit=$((left < STEP_TIMEOUT ? left : STEP_TIMEOUT))
     t0=$(irisops_now)
     # shell functions reach the timeout'd bash through export -f (below)
-    timeout --kill-after=60 "$limit" bash -c '"$@"' run-all-step "$@" > >(tee "$log") 2>&1
-    rc=$?
-    # let tee finish writing; only that process ($! after a process substitution): a plain `wait` would also wait
-    # for the vm lane running in the background
-    wait $! 2>/dev/null
+    # a pipe, not a process substitution: the pipeline ends when tee has written everything, and no `wait` is
+    # needed (a plain `wait` would also wait for the vm lane running in the background)
+    timeout --kill-after=60 "$limit" bash -c '"$@"' run-all-step "$@" 2>&1 | tee "$log"
+    rc=${PIPESTATUS[0]}
     names+=("$name")
     secs+=("$(irisops_elapsed "$t0")")
-    if [ $rc -eq 0 ]; then
+    if [ "$rc" -eq 0 ]; then
         results+=("PASS")
-    elif [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+    elif [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
         results+=("FAIL (timeout ${limit}s)")
     else
         results+=("FAIL (rc=$rc)")
     fi
     [ "$kind" = test ] && tests_run=$((tests_run + 1))
     echo "################ $name: ${results[-1]} in ${secs[-1]} s (log: ${log#"$IRISOPS_REPO"/})"
-    return $rc
+    return "$rc"
 }
 
 skip_step() {
