@@ -6,12 +6,19 @@
 
   python3 lvm_backup_tool.py compare [--manifest FILE] SRC DST PREFIX [SRC DST PREFIX ...]
       SHA-256 of every regular file (and the target of every symlink) under each SRC and its DST; prints a JSON
-      list with one object per pair (files, bytes, mismatches, missing, extra, equal) and exits 0 when every pair
-      holds the same content, 1 when not, 2 on usage errors. With --manifest, writes "sha256  PREFIX/relative/path"
+      list with one object per pair (files, bytes, mismatches, missing, extra, read_errors, equal) and exits 0 when
+      every pair holds the same content, 1 when not (a file that cannot be read, e.g. an I/O error of an overflowed
+      snapshot, makes its pair unequal), 2 on usage errors. With --manifest, writes "sha256  PREFIX/relative/path"
       lines of every SRC to FILE.
   python3 lvm_backup_tool.py size PATH...
       Bytes and number of regular files under each PATH (a file counts itself), as a JSON list of
       {"path", "bytes", "files"}.
+  python3 lvm_backup_tool.py copy --method rsync|tar [--compression gzip|xz|none] RUNDIR MOUNT VG LV [MOUNT VG LV ...]
+      Copies each mounted snapshot, one after the other, in one call (every Ansible task costs a round trip):
+      rsync -aH --numeric-ids MOUNT/ to RUNDIR/VG/LV/, or tar --numeric-owner of MOUNT to RUNDIR/VG-LV.tar.gz
+      (.tar.xz, .tar). Stops at the first copy that fails. Prints a JSON list with one object per LV (lv, copy,
+      rc, seconds, bytes, files, error; rc null for the LVs not attempted after a failure) and exits 0 when every
+      copy succeeded, 1 when not, 2 on usage errors.
 """
 from __future__ import absolute_import, division, print_function
 
@@ -19,34 +26,48 @@ import argparse
 import hashlib
 import json
 import os
+import subprocess
 import sys
+import time
 
 CHUNK = 1024 * 1024
 MAX_LISTED = 20
 
 
-def walk(root):
-    """{relative path: ('f', sha256, size) | ('l', target, 0)} of a tree (directories and devices skipped)."""
+def walk(root, errors=None):
+    """{relative path: ('f', sha256, size) | ('l', target, 0)} of a tree (directories and devices skipped).
+
+    A file or directory that cannot be read is left out and "full path: reason" is appended to ``errors``.
+    """
     out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
+    errors = [] if errors is None else errors
+
+    def on_error(exc):
+        errors.append('%s: %s' % (exc.filename or root, exc.strerror or exc))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=on_error):
         dirnames.sort()
         for name in sorted(filenames) + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
             full = os.path.join(dirpath, name)
             rel = os.path.relpath(full, root)
-            if os.path.islink(full):
-                out[rel] = ('l', os.readlink(full), 0)
+            try:
+                if os.path.islink(full):
+                    out[rel] = ('l', os.readlink(full), 0)
+                    continue
+                if not os.path.isfile(full):
+                    continue
+                digest = hashlib.sha256()
+                size = 0
+                with open(full, 'rb') as handle:
+                    while True:
+                        block = handle.read(CHUNK)
+                        if not block:
+                            break
+                        size += len(block)
+                        digest.update(block)
+            except (IOError, OSError) as exc:
+                errors.append('%s: %s' % (full, exc.strerror or exc))
                 continue
-            if not os.path.isfile(full):
-                continue
-            digest = hashlib.sha256()
-            size = 0
-            with open(full, 'rb') as handle:
-                while True:
-                    block = handle.read(CHUNK)
-                    if not block:
-                        break
-                    size += len(block)
-                    digest.update(block)
             out[rel] = ('f', digest.hexdigest(), size)
     return out
 
@@ -55,8 +76,9 @@ def compare_pair(src_dir, dst_dir, prefix, manifest):
     for path in (src_dir, dst_dir):
         if not os.path.isdir(path):
             return {'src': src_dir, 'dst': dst_dir, 'error': '%s is not a directory' % path, 'equal': False}
-    src = walk(src_dir)
-    dst = walk(dst_dir)
+    read_errors = []
+    src = walk(src_dir, read_errors)
+    dst = walk(dst_dir, read_errors)
     mismatches = sorted(k for k in src if k in dst and src[k][:2] != dst[k][:2])
     missing = sorted(k for k in src if k not in dst)
     extra = sorted(k for k in dst if k not in src)
@@ -70,8 +92,9 @@ def compare_pair(src_dir, dst_dir, prefix, manifest):
         'bytes': sum(v[2] for v in src.values()),
         'mismatches': mismatches[:MAX_LISTED], 'missing': missing[:MAX_LISTED], 'extra': extra[:MAX_LISTED],
         'mismatch_count': len(mismatches), 'missing_count': len(missing), 'extra_count': len(extra),
+        'read_errors': read_errors[:MAX_LISTED], 'read_error_count': len(read_errors),
     }
-    result['equal'] = not (mismatches or missing or extra)
+    result['equal'] = not (mismatches or missing or extra or read_errors)
     return result
 
 
@@ -109,6 +132,52 @@ def cmd_size(args):
     return 0
 
 
+TAR_FLAGS = {'gzip': ('-czf', '.tar.gz'), 'xz': ('-cJf', '.tar.xz'), 'none': ('-cf', '.tar')}
+
+
+def copy_one(method, compression, rundir, mount, vg, lv):
+    if method == 'rsync':
+        dest = os.path.join(rundir, vg, lv) + '/'
+        argv = ['rsync', '-aH', '--numeric-ids', '--stats', mount.rstrip('/') + '/', dest]
+    else:
+        flag, ext = TAR_FLAGS[compression]
+        dest = os.path.join(rundir, '%s-%s%s' % (vg, lv, ext))
+        argv = ['tar', '--numeric-owner', '-C', mount, flag, dest, '.']
+    started = time.time()
+    try:
+        if method == 'rsync':
+            os.makedirs(os.path.join(rundir, vg), exist_ok=True)
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              universal_newlines=True, check=False)
+        rc, err = proc.returncode, proc.stderr
+    except OSError as exc:
+        rc, err = 127, '%s: %s' % (argv[0], exc)
+    seconds = round(time.time() - started, 3)
+    total, files = size_of(dest) if os.path.exists(dest) else (0, 0)
+    lines = [line.strip() for line in err.splitlines() if line.strip()]
+    return {'lv': '%s/%s' % (vg, lv), 'copy': dest, 'command': argv[0], 'rc': rc, 'seconds': seconds,
+            'bytes': total, 'files': files, 'error': ' / '.join(lines[-3:]) if rc else ''}
+
+
+def cmd_copy(args):
+    if not args.triples or len(args.triples) % 3:
+        print(json.dumps({'error': 'give MOUNT VG LV triples'}))
+        return 2
+    results = []
+    failed = False
+    for i in range(0, len(args.triples), 3):
+        mount, vg, lv = args.triples[i:i + 3]
+        if failed:
+            results.append({'lv': '%s/%s' % (vg, lv), 'copy': None, 'command': None, 'rc': None, 'seconds': 0,
+                            'bytes': 0, 'files': 0, 'error': 'not copied: an earlier copy failed'})
+            continue
+        result = copy_one(args.method, args.compression, args.rundir, mount, vg, lv)
+        failed = result['rc'] != 0
+        results.append(result)
+    print(json.dumps(results))
+    return 1 if failed else 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog='lvm_backup_tool.py')
     sub = parser.add_subparsers(dest='cmd')
@@ -117,11 +186,18 @@ def main(argv=None):
     p.add_argument('triples', nargs='+', metavar='SRC DST PREFIX')
     p = sub.add_parser('size')
     p.add_argument('paths', nargs='+')
+    p = sub.add_parser('copy')
+    p.add_argument('--method', choices=['rsync', 'tar'], required=True)
+    p.add_argument('--compression', choices=sorted(TAR_FLAGS), default='gzip')
+    p.add_argument('rundir')
+    p.add_argument('triples', nargs='+', metavar='MOUNT VG LV')
     args = parser.parse_args(argv)
     if args.cmd == 'compare':
         return cmd_compare(args)
     if args.cmd == 'size':
         return cmd_size(args)
+    if args.cmd == 'copy':
+        return cmd_copy(args)
     parser.print_usage()
     return 2
 
