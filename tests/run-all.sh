@@ -16,7 +16,7 @@
 #                                    setup, alongside everything else (0: all steps in one line). A TCG VM keeps
 #                                    one core busy while the controller mostly waits on SSH, so the container
 #                                    steps use the other core; their results join the table at the end.
-#   IRISOPS_STEP_TIMEOUT=2400        seconds after which one step is killed and counted as failed
+#   IRISOPS_STEP_TIMEOUT=3600        seconds after which one step is killed and counted as failed
 #   IRISOPS_TOTAL_BUDGET=5100        seconds for the whole run (85 min); steps that would start after it are
 #                                    counted as failed ("not run"), a step running into it is killed
 #
@@ -34,7 +34,7 @@ mkdir -p "$LOG_DIR"
 # fault records of this run only (bad_inputs, lvm_backup_faults, soak write them; "fault summary" reads them)
 FAULTS_DIR=$IRISOPS_REPO/tests/output/faults
 rm -rf "$FAULTS_DIR"
-STEP_TIMEOUT=${IRISOPS_STEP_TIMEOUT:-2400}
+STEP_TIMEOUT=${IRISOPS_STEP_TIMEOUT:-3600}
 TOTAL_BUDGET=${IRISOPS_TOTAL_BUDGET:-5100}
 T_START=$(date +%s)
 
