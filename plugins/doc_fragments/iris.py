@@ -95,6 +95,11 @@ attributes:
     description: Target OS/families that can be operated against.
     support: full
     platforms: posix
+"""
+
+    # Modules of the action group "iris" (meta/runtime.yml), next to ATTRIBUTES or INFO_MODULE.
+    ACTION_GROUP = r"""
+attributes:
   action_group:
     description: Use C(group/irisops.backup.iris) in C(module_defaults) to set defaults for this module.
     support: full
@@ -119,9 +124,4 @@ attributes:
     description: Target OS/families that can be operated against.
     support: full
     platforms: posix
-  action_group:
-    description: Use C(group/irisops.backup.iris) in C(module_defaults) to set defaults for this module.
-    support: full
-    membership:
-      - irisops.backup.iris
 """

@@ -32,6 +32,7 @@ author:
 extends_documentation_fragment:
   - irisops.backup.iris
   - irisops.backup.iris.attributes
+  - irisops.backup.iris.action_group
 options:
   name:
     description:

@@ -32,6 +32,7 @@ extends_documentation_fragment:
   - irisops.backup.iris
   - irisops.backup.iris.instances
   - irisops.backup.iris.attributes
+  - irisops.backup.iris.action_group
   - irisops.backup.iris.deadman
 options:
   log_file:

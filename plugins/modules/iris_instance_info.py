@@ -24,6 +24,7 @@ author:
 extends_documentation_fragment:
   - irisops.backup.iris
   - irisops.backup.iris.info_module
+  - irisops.backup.iris.action_group
 options:
   name:
     description:

@@ -42,6 +42,7 @@ extends_documentation_fragment:
   - irisops.backup.iris
   - irisops.backup.iris.instances
   - irisops.backup.iris.deadman
+  - irisops.backup.iris.action_group
 options:
   volumes:
     description:

@@ -28,6 +28,7 @@ extends_documentation_fragment:
   - irisops.backup.iris
   - irisops.backup.iris.instances
   - irisops.backup.iris.attributes
+  - irisops.backup.iris.action_group
 options:
   backup_completed:
     description:

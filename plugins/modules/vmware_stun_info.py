@@ -66,21 +66,8 @@ options:
       - With V(false) such stuns only produce a warning and RV(risk_message).
     type: bool
     default: false
-attributes:
-  check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
-    support: full
-    details:
-      - This action does not modify state.
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    support: N/A
-    details:
-      - This action does not modify state.
-  platform:
-    description: Target OS/families that can be operated against.
-    support: full
-    platforms: posix
+extends_documentation_fragment:
+  - irisops.backup.iris.info_module
 notes:
   - Stun times are logged by ESXi 5.0 and later in the C(vmware.log) of each VM, in the VM's folder on the datastore.
     Two groups per snapshot backup are normal, one at snapshot creation and one (per disk) at consolidation.
