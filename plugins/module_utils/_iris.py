@@ -1161,10 +1161,42 @@ def _brief(res):
     return dict((k, res.get(k)) for k in keys if k in res)
 
 
+def qlist_status(runner, instance, timeout=DEFAULT_QUERY_TIMEOUT):
+    """The instance's current qlist status (``parse_status`` dict plus ``status_raw``), or None when its control
+    command is unknown, qlist fails or does not list it."""
+    control = instance.get('control_cmd')
+    if not control:
+        return None
+    rc, out, _err = (runner or subprocess_runner)([control, 'qlist'], None, timeout)
+    if rc != 0:
+        return None
+    found = find_instance(parse_qlist(out, flavour=instance.get('flavour')), instance['name'])
+    if found is None:
+        return None
+    return dict(parse_status(found['status_raw']), status_raw=found['status_raw'])
+
+
+def _went_down(runner, instance, res, message):
+    """After a session that failed with an error (not a timeout): when qlist says the instance is down, mark
+    ``res`` down and not frozen - a stopped instance holds no freeze - and return True."""
+    status = qlist_status(runner, instance)
+    if not status or status['status'] != STATUS_DOWN:
+        return False
+    control = os.path.basename(instance.get('control_cmd') or 'iris')
+    res.update(failed=True, frozen=False, down=True, status_raw=status['status_raw'],
+               msg='thaw of instance %s failed: %s. The instance is down (qlist: %r), so it is not frozen: a stopped '
+                   'instance holds no freeze. Next: find out why it stopped (%s), start it (`%s start %s`) and take '
+                   'the backup again' % (instance['name'], message, status['status_raw'],
+                                         instance.get('messages_log') or 'the instance log', control,
+                                         instance['name']))
+    return True
+
+
 def thaw(runner, instance, log_file=None, timeout=DEFAULT_SESSION_TIMEOUT, run_as=None, username=None,
          password=None, stat_fallback=False, check_state=True, tmp_dir=None, current_user=None):
     """ExternalThaw one instance.  Not frozen: ok, not changed.  ``thawed_by`` reports 'ExternalThaw' or
-    'stat -W' (the irisstat/cstat fallback, only with ``stat_fallback``)."""
+    'stat -W' (the irisstat/cstat fallback, only with ``stat_fallback``).  An instance found down (qlist) when the
+    thaw session fails is reported failed with ``down`` True and ``frozen`` False."""
     run_as = _resolve_run_as(instance, run_as)
     res = _base_result(instance, 'thaw')
     res['run_as'] = run_as
@@ -1179,6 +1211,10 @@ def thaw(runner, instance, log_file=None, timeout=DEFAULT_SESSION_TIMEOUT, run_a
         if state['failed'] and not state.get('timed_out'):
             # Login refused / instance down: a thaw session would fail the same way.  Only fall through when
             # the query hung (the symptom of a freeze held past ExternalFreezeTimeOut).
+            if _went_down(runner, instance, res, state['msg']):
+                res.update(rc=state['rc'], stdout=state['stdout'], stderr=state['stderr'], command=state['command'],
+                           duration_ms=state['duration_ms'])
+                return res
             if not stat_fallback:
                 res.update(failed=True, rc=state['rc'], stdout=state['stdout'], stderr=state['stderr'],
                            command=state['command'], duration_ms=state['duration_ms'],
@@ -1201,6 +1237,8 @@ def thaw(runner, instance, log_file=None, timeout=DEFAULT_SESSION_TIMEOUT, run_a
     if outcome == 'success':
         res.update(changed=True, frozen=False, thawed_by='ExternalThaw', thawed_at=_now_iso(),
                    msg='instance %s thawed (%s)' % (instance['name'], message))
+        return res
+    if outcome == 'error' and rc is not None and _went_down(runner, instance, res, message):
         return res
     if stat_fallback:
         stat_argv = build_stat_argv(instance, STAT_RESUME_ARGS, run_as=run_as, current_user=current_user)

@@ -93,6 +93,11 @@ instance_results:
       description: V(ExternalThaw), V(stat -W) (fallback), or null when nothing was done.
       type: str
       sample: ExternalThaw
+    down:
+      description: V(true) when the thaw session failed and C(qlist) lists the instance as down; a stopped instance
+        holds no freeze, so it is not frozen (the entry is still failed, the instance needs attention).
+      type: bool
+      returned: when the instance was found down
     thawed_at:
       description: UTC time (ISO 8601) at which the thaw was confirmed.
       type: str

@@ -729,10 +729,13 @@ class Hook(object):
             r = results[name]
             self.log.detail('    %s | ' % name, r.get('log') or '')
             disarm = None
-            if not r.get('failed'):
-                # thawed, or found not frozen: the switch has nothing left to do
+            if not r.get('failed') or r.get('down'):
+                # thawed, found not frozen, or down (a stopped instance holds no freeze): nothing left to do
                 disarm = iris.deadman_disarm(name)
-            if r.get('failed'):
+            if r.get('down'):
+                log.error('  %s IS DOWN, not frozen: %s' % (name, r.get('msg')))
+                failed.append(name)
+            elif r.get('failed'):
                 log.error('  %s THAW FAILED: %s' % (name, r.get('msg')))
                 st = iris.deadman_status(name)
                 if st.get('armed'):

@@ -585,6 +585,38 @@ def test_thaw_failure_with_and_without_stat_fallback(tmp_path):
     assert stat_call['timeout'] == _iris.STAT_MIN_TIMEOUT  # not cut short by the 3 s session timeout
 
 
+def test_thaw_of_an_instance_that_went_down_reports_it_down_not_frozen(tmp_path):
+    fi = FakeInstance('IRIS')
+    host = _host(fi)
+    inst = _discover(host)['IRIS']
+    fi.frozen = True
+    fi.status = 'down, last used Mon Nov 23 10:05:00 2026'   # stopped while frozen: no freeze is held any more
+    for check_state in (False, True):
+        r = _iris.thaw(host, inst, tmp_dir=str(tmp_path), check_state=check_state, stat_fallback=True)
+        assert r['failed'] and r['down'] is True and r['frozen'] is False, r
+        assert 'the instance is not running' in r['msg']
+        assert "The instance is down (qlist: 'down, last used Mon Nov 23 10:05:00 2026'), so it is not frozen" in r['msg']
+        assert 'Next: find out why it stopped' in r['msg'] and '`iris start IRIS`' in r['msg']
+        assert 'stat_fallback' not in r  # no irisstat -W against a stopped instance
+    # a thaw that fails while the instance runs is not "down"
+    fi.status = 'running, since Mon Nov 23 10:06:00 2026'
+    fi.thaw_rc = 3
+    r = _iris.thaw(host, inst, tmp_dir=str(tmp_path), check_state=False)
+    assert r['failed'] and 'down' not in r
+
+
+def test_qlist_status(tmp_path):
+    fi = FakeInstance('IRIS')
+    host = _host(fi)
+    inst = _discover(host)['IRIS']
+    assert _iris.qlist_status(host, inst)['status'] == _iris.STATUS_RUNNING
+    fi.status = 'down, last used Mon Nov 23 10:05:00 2026'
+    st = _iris.qlist_status(host, inst)
+    assert st['status'] == _iris.STATUS_DOWN and st['status_raw'].startswith('down')
+    assert _iris.qlist_status(host, {'name': 'IRIS'}) is None            # no control command known
+    assert _iris.qlist_status(host, dict(inst, name='GONE')) is None     # not listed
+
+
 def test_set_history_refused_while_frozen(tmp_path):
     fi = FakeInstance('IRIS')
     host = _host(fi)
