@@ -535,8 +535,10 @@ class SnapshotModule(object):
             try:
                 self.lvm.mount(device, target, fstype, self.params["mount_options"])
             except _lvm.LvmError as exc:
-                self.fail_lvm(exc, "mounting snapshot %s of %s read-only at %s failed; the snapshots stay in "
-                                   "place, remove them with state=absent" % (lv.full_name, req.origin, target))
+                self.fail_lvm(exc, "mounting snapshot %s of %s read-only at %s failed; this task leaves the "
+                                   "snapshots in place (the lvm_backup role unmounts and removes them in its "
+                                   "cleanup; on your own, remove them with state=absent)"
+                              % (lv.full_name, req.origin, target))
             row[3] = [target] + current_mounts
             row[2] = "mounted" if action == "kept" else action
             row[5] = fstype
