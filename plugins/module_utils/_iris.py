@@ -1635,10 +1635,14 @@ def _use_systemd(systemd_dir='/run/systemd/system'):
 
 
 def deadman_arm(instance, seconds, run_as=None, timeout=DEFAULT_SESSION_TIMEOUT, runner=None, python=None,
-                directory=None, mechanism=None, source=None, armed_by='iris_freeze'):
+                directory=None, mechanism=None, source=None, armed_by='iris_freeze', before_freeze=False):
     """Arm the switch for one frozen instance.  Returns ``dict(armed, mechanism, fires_at, state_file, unit|pid,
     failed, msg)``; an existing switch for the instance is disarmed first (a re-freeze re-arms).  ``armed_by``
-    names the freezer in the log line of a firing switch (iris_freeze, iris_lvm_snapshot, irisops-hook)."""
+    names the freezer in the log line of a firing switch (iris_freeze, iris_lvm_snapshot, irisops-hook).
+
+    ``before_freeze``: arm for a freeze that is about to happen (iris_lvm_snapshot arms every switch before its
+    freeze window opens, so the systemctl/systemd-run calls cost no frozen time).  The state then records the log's
+    last "System suspended" line before the freeze; call deadman_mark_frozen() once the freeze succeeded."""
     import json
     import sys
     runner = runner or subprocess_runner
@@ -1659,10 +1663,12 @@ def deadman_arm(instance, seconds, run_as=None, timeout=DEFAULT_SESSION_TIMEOUT,
             'instance': name, 'token': token, 'seconds': int(seconds), 'mechanism': mechanism,
             'armed_at': _now_iso(), 'fires_at': fires_at.replace(microsecond=0, tzinfo=None).isoformat() + 'Z',
             'run_as': _resolve_run_as(instance, run_as), 'timeout': int(timeout or DEFAULT_SESSION_TIMEOUT),
-            'suspend_mark': last_suspend_mark(instance), 'log_file': DEADMAN_LOG,
+            'suspend_mark': None if before_freeze else last_suspend_mark(instance), 'log_file': DEADMAN_LOG,
             'unit': deadman_unit(name) if mechanism == 'systemd' else None, 'pid': None,
             'armed_by': armed_by or 'iris_freeze',
         }
+        if before_freeze:
+            state['mark_before_freeze'] = last_suspend_mark(instance)
         state_path = deadman_state_path(name, directory)
         _write_atomic(state_path, json.dumps(state, indent=1, sort_keys=True), 0o600)
         python = python or sys.executable or 'python3'
@@ -1697,6 +1703,23 @@ def deadman_arm(instance, seconds, run_as=None, timeout=DEFAULT_SESSION_TIMEOUT,
     except (IOError, OSError, ValueError) as exc:
         res.update(failed=True, msg='could not arm the dead-man switch for instance %s: %s' % (name, exc))
     return res
+
+
+def deadman_mark_frozen(instance, directory=None):
+    """Record the freeze of a switch armed with ``before_freeze``: its "System suspended" line, from then on the
+    switch thaws only this freeze.  A log read and a file write, no process: cheap enough inside the freeze window.
+    Returns False when there is no switch for the instance (or the state cannot be written)."""
+    import json
+    state = deadman_read_state(instance['name'], directory)
+    if state is None:
+        return False
+    state['suspend_mark'] = last_suspend_mark(instance)
+    try:
+        _write_atomic(deadman_state_path(instance['name'], directory), json.dumps(state, indent=1, sort_keys=True),
+                      0o600)
+    except (IOError, OSError):
+        return False
+    return True
 
 
 def _remove(path):
@@ -1794,9 +1817,18 @@ def deadman_fire(state_path, token, runner=None, discover=None, log=None):
     if st['frozen'] is False:
         _remove(state_path)
         return 'not-frozen'
-    if st['frozen'] and state.get('suspend_mark') and last_suspend_mark(inst) not in (None, state['suspend_mark']):
+    mark = last_suspend_mark(inst) if st['frozen'] else None
+    if st['frozen'] and state.get('suspend_mark') and mark not in (None, state['suspend_mark']):
         log('irisops dead-man switch: instance %s is frozen, but by a later freeze than the one that armed this '
             'switch %s s ago; left it alone' % (name, armed_for), 'user.warning')
+        _remove(state_path)
+        return 'other-freeze'
+    if (st['frozen'] and not state.get('suspend_mark') and state.get('mark_before_freeze')
+            and mark == state['mark_before_freeze']):
+        # Armed before a freeze that never got recorded, and the log shows no freeze since: the instance is held
+        # by an older freeze, not by the one this switch was armed for.
+        log('irisops dead-man switch: instance %s is frozen, but by a freeze older than this switch (armed %s s ago '
+            'by %s, before its own freeze); left it alone' % (name, armed_for, armed_by), 'user.warning')
         _remove(state_path)
         return 'other-freeze'
     t = thaw(runner, inst, run_as=run_as, timeout=timeout, stat_fallback=True, check_state=False)

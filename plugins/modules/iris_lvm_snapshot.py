@@ -27,13 +27,16 @@ description:
     together; no snapshot of an earlier run is left over; the mirror role of each instance against O(mirror_primary);
     the freeze budget against C(ExternalFreezeTimeOut)."
   - Databases that are not journalled are reported as warnings, from the report of C(ExternalFreeze) itself.
-  - Right after the freeze the module arms, for every instance it froze, the same on-host dead-man switch as
-    M(irisops.backup.iris_freeze) (see C(docs/deadman.md)) and disarms it after each successful thaw. It thaws an
-    instance left frozen when the module process itself is killed inside the freeze window (SIGKILL of the Ansible
-    worker, the OOM killer, a cut connection killing the remote Python), which no C(finally) block survives.
-  - The freeze budget is also capped at O(deadman_timeout) - the module stops before a C(lvcreate) that could still
-    run when the switch fires. If the switch thawed an instance during the window anyway (it was not armed any more
-    at the thaw), the run fails and its snapshots are removed, because they may not be consistent.
+  - Before the freeze the module arms, for every selected instance, the same on-host dead-man switch as
+    M(irisops.backup.iris_freeze) (see C(docs/deadman.md)), records the freeze in it right after the freeze (a file
+    write, so arming costs no frozen time) and disarms it after each successful thaw. It thaws an instance left
+    frozen when the module process itself is killed inside the freeze window (SIGKILL of the Ansible worker, the
+    OOM killer, a cut connection killing the remote Python), which no C(finally) block survives. When a switch
+    cannot be armed, nothing is frozen.
+  - The freeze budget is also capped at the time left until the switches fire (O(deadman_timeout) after arming) -
+    the module stops before a C(lvcreate) that could still run when they fire. If the switch thawed an instance
+    during the window anyway (it was not armed any more at the thaw), the run fails and its snapshots are removed,
+    because they may not be consistent.
   - Uses the collection's private module_utils C(_iris) (discovery, freeze, thaw) and C(_lvm) (mapping, preflight,
     creation, removal); it contains no copy of their logic.
 author:
@@ -230,11 +233,15 @@ instance_results:
       type: str
     deadman:
       description:
-        - The dead-man switch of this instance (instances this run froze; absent with O(deadman_timeout=0)).
+        - The dead-man switch of this instance (armed before the freeze; absent with O(deadman_timeout=0)).
       type: dict
       contains:
         armed:
-          description: Whether a switch was armed after the freeze.
+          description: Whether a switch was armed (before the freeze).
+          type: bool
+        freeze_recorded:
+          description: Whether the freeze was recorded in the switch after it succeeded (from then on the switch
+            thaws only that freeze).
           type: bool
         would_arm:
           description: Check mode only, whether the real run would arm a switch.
@@ -250,8 +257,8 @@ instance_results:
           description: The O(deadman_timeout) used.
           type: int
         disarmed:
-          description: Whether it was disarmed after the thaw (V(false) when the thaw failed - the switch stays armed
-            and thaws the instance when it fires).
+          description: Whether it was disarmed after the thaw, or after a freeze that failed and was rolled back
+            (V(false) when the thaw failed - the switch stays armed and thaws the instance when it fires).
           type: bool
 snapshots:
   description: One entry per snapshot LV, in creation order.
@@ -304,7 +311,8 @@ snapshot_ms:
   returned: success
   type: int
 cleaned_up:
-  description: On failure, what the module undid (instances thawed, snapshots removed).
+  description: On failure, what the module undid (V(thawed), V(snapshots_removed)) and what it could not
+    (V(still_frozen), V(removal_errors)); V(went_down) lists instances found down (so not frozen) at the thaw.
   returned: failure
   type: dict
 warnings_preflight:
@@ -402,6 +410,7 @@ class Backup(object):
             self.deadman_seconds = _iris.default_deadman_timeout(self.p['external_freeze_timeout'])
         self.armed = {}           # name -> deadman_arm result, for the instances whose switch is armed
         self.arm_attempted = []   # names deadman_arm was called for (disarmed after their thaw)
+        self.armed_since = None   # when arming began: the switches fire deadman_timeout after that
 
     # -- output -----------------------------------------------------------------------------------------------
     def fail(self, msg, **extra):
@@ -417,11 +426,14 @@ class Backup(object):
             return self.p['max_freeze_seconds']
         return int(self.eft() * BUDGET_SHARE)
 
-    def window_budget(self):
-        """(seconds, what) bounding the freeze window: the freeze budget, capped at the dead-man timeout."""
+    def window_budget(self, t0):
+        """(seconds, what) bounding the freeze window opened at ``t0``: the freeze budget, capped at the time left
+        until the dead-man switches fire (they were armed before t0)."""
         budget = self.budget()
-        if self.deadman_seconds and self.deadman_seconds < budget:
-            return self.deadman_seconds, 'deadman_timeout=%d (the dead-man switch thaws then)' % self.deadman_seconds
+        if self.deadman_seconds:
+            left = self.deadman_seconds - (t0 - (self.armed_since or t0))
+            if left < budget:
+                return left, 'deadman_timeout=%d (the dead-man switch thaws then)' % self.deadman_seconds
         return budget, 'budget max_freeze_seconds=%d (ExternalFreezeTimeOut %d)' % (budget, self.eft())
 
     # -- preflight --------------------------------------------------------------------------------------------
@@ -719,39 +731,52 @@ class Backup(object):
             **self.result)
 
     # -- the freeze window ------------------------------------------------------------------------------------
-    def arm(self, many):
-        """Arm the dead-man switch of every instance this run froze.  Returns a failure text, or None."""
+    def arm_all(self):
+        """Arm the dead-man switch of every selected instance before the freeze window opens: the systemctl and
+        systemd-run calls of arming cost no frozen time (the freeze is recorded in each switch afterwards by
+        mark_frozen, a file write).  Returns a failure text, or None."""
         if not self.deadman_seconds:
             return None
         failures = []
+        self.armed_since = time.time()
         for inst in self.selected:
-            r = many['results'].get(inst['name'])
-            if not r or not r.get('changed'):
-                continue
             self.arm_attempted.append(inst['name'])
             arm = _iris.deadman_arm(inst, self.deadman_seconds, run_as=self.p['run_as'], timeout=self.p['timeout'],
-                                    armed_by='iris_lvm_snapshot')
+                                    armed_by='iris_lvm_snapshot', before_freeze=True)
             self.result['instance_results'][inst['name']]['deadman'] = dict(
                 (k, arm.get(k)) for k in ('armed', 'mechanism', 'fires_at', 'seconds', 'unit', 'pid', 'state_file'))
             if arm['failed']:
                 failures.append(arm['msg'])
-            else:
-                self.armed[inst['name']] = arm
+                break
+            self.armed[inst['name']] = arm
         if failures:
-            return ('%s; no snapshot was taken (never a freeze without its switch). Next: check that %s is writable '
-                    'and systemd-run works, or set deadman_timeout: 0 to run without a switch'
-                    % ('; '.join(failures), _iris.deadman_dir()))
+            return ('%s. Next: check that %s is writable and systemd-run works, or set deadman_timeout: 0 to run '
+                    'without a switch' % ('; '.join(failures), _iris.deadman_dir()))
         return None
 
-    def disarm(self, thawed):
-        """Disarm the switches of the instances thawed without failure.  Returns the names whose switch was gone
-        already: it fired (thawed the instance) inside the freeze window."""
+    def mark_frozen(self, many):
+        """Record in each switch the freeze it guards (its "System suspended" log line)."""
+        for inst in self.selected:
+            r = many['results'].get(inst['name'])
+            if inst['name'] in self.armed and r and r.get('changed'):
+                marked = _iris.deadman_mark_frozen(inst)
+                self.result['instance_results'][inst['name']]['deadman']['freeze_recorded'] = marked
+
+    def disarm(self, thawed, still_frozen_after_freeze=()):
+        """Disarm the switches of every instance that is not left frozen (thawed, never frozen, rolled back, or
+        down).  Returns the names whose switch was gone already: it fired (thawed the instance) inside the window."""
         fired = []
         for name in self.arm_attempted:
             entry = self.result['instance_results'][name].setdefault('deadman', {})
             t = thawed.get(name)
-            if t is None or t[0].get('failed'):
+            left_frozen = (t is not None and t[0].get('failed') and not t[0].get('down')) or (
+                name in still_frozen_after_freeze)
+            if left_frozen:
                 entry['disarmed'] = False  # still frozen (or unknown): the switch stays armed and thaws it later
+                if name in self.armed and not entry.get('freeze_recorded'):
+                    # the freeze it holds now is this run's (preflight saw it not frozen): make the switch thaw it
+                    inst = [i for i in self.selected if i['name'] == name][0]
+                    entry['freeze_recorded'] = _iris.deadman_mark_frozen(inst)
                 continue
             try:
                 d = _iris.deadman_disarm(name)
@@ -814,6 +839,10 @@ class Backup(object):
         thawed = {}
         fired = []
         with SignalGuard() as guard:
+            arm_failure = self.arm_all()
+            if arm_failure:
+                self.disarm({})
+                self.fail('nothing frozen: %s' % arm_failure)
             t0 = time.time()
             try:
                 many = _iris.freeze_many(
@@ -824,8 +853,9 @@ class Backup(object):
                 if many['failed']:
                     failure = many['msg']
                 else:
-                    failure = self.arm(many) or guard.interrupted()
-                    budget, bound = self.window_budget()
+                    self.mark_frozen(many)
+                    failure = guard.interrupted()
+                    budget, bound = self.window_budget(t0)
                     create_started = time.time()
                     for plan in ([] if failure else self.plans):
                         req = plan.request
@@ -865,7 +895,7 @@ class Backup(object):
                     elif r.get('changed'):
                         frozen.append(inst)
                 thawed = self.thaw_all(frozen, unknown)
-                fired = self.disarm(thawed)
+                fired = self.disarm(thawed, many['still_frozen'] if many else ())
             if guard.received and not failure:
                 failure = 'received %s during the thaw' % ', '.join(_signal_name(s) for s in guard.received)
             if fired:
@@ -876,7 +906,7 @@ class Backup(object):
                     'make the snapshots faster' % (', '.join(fired), self.deadman_seconds))
 
         # -- after the window: report, clean up on failure ------------------------------------------------------
-        still_frozen = []
+        still_frozen, went_down = [], []
         for inst in self.selected:
             entry = results[inst['name']]
             r = many['results'].get(inst['name']) if many else None
@@ -894,8 +924,12 @@ class Backup(object):
                 if r is not None and r.get('changed') or tr.get('thawed_by'):
                     entry['frozen_ms'] = _ms(t_end - t0)
                 if tr['failed']:
-                    still_frozen.append(inst['name'])
+                    (went_down if tr.get('down') else still_frozen).append(inst['name'])
             entry['action'] = 'frozen' if r is not None and (r.get('changed') or r.get('rolled_back')) else 'failed'
+        if went_down:
+            failure = (failure + '. ' if failure else '') + (
+                '%s went down inside the freeze window: not frozen (a stopped instance holds no freeze), but not '
+                'backed up either (%s)' % (', '.join(went_down), ' | '.join(thawed[n][0]['msg'] for n in went_down)))
         if still_frozen:
             armed_note = ''
             still_armed = [n for n in still_frozen if n in self.armed]
@@ -915,7 +949,7 @@ class Backup(object):
             self.result['changed'] = bool(many and many['changed']) or bool(created)
             self.result['cleaned_up'] = dict(
                 thawed=sorted(n for n, (tr, _e) in thawed.items() if tr.get('changed')),
-                still_frozen=still_frozen, snapshots_removed=removed, removal_errors=errors)
+                still_frozen=still_frozen, went_down=went_down, snapshots_removed=removed, removal_errors=errors)
             self.result['snapshots'] = [dict(s, created=False) for s in self.result['snapshots']]
             msg = 'backup snapshot of %s failed: %s. Thawed: %s. Snapshots removed: %s' % (
                 ', '.join(names), failure, ', '.join(self.result['cleaned_up']['thawed']) or 'none',
@@ -939,7 +973,7 @@ class Backup(object):
         bad = [s for s in self.result['snapshots'] if s['valid'] is False]
         if bad:
             removed, errors = self.snapshot_cleanup()
-            self.result['cleaned_up'] = dict(thawed=names, still_frozen=[], snapshots_removed=removed,
+            self.result['cleaned_up'] = dict(thawed=names, still_frozen=[], went_down=[], snapshots_removed=removed,
                                              removal_errors=errors)
             self.fail('snapshot(s) %s overflowed right after creation; removed them. Give them more space (size)'
                       % ', '.join('%s/%s' % (s['vg'], s['name']) for s in bad))

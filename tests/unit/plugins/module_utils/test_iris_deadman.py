@@ -188,3 +188,74 @@ def test_last_suspend_mark(tmp_path):
                    '11/23/26-10:05:00:000 (2) 0 [Backup] System suspended\n11/23/26-10:06:00:000 (2) 0 [B] resumed\n')
     assert _iris.last_suspend_mark({'messages_log': str(log)}).startswith('11/23/26-10:05')
     assert _iris.last_suspend_mark({'messages_log': str(tmp_path / 'none')}) is None
+
+
+OLD_MARK = '11/23/26-10:00:00:000 (1) 0 [Backup] System suspended'
+NEW_MARK = '11/23/26-10:05:00:000 (2) 0 [Backup] System suspended'
+
+
+def _armed_before_freeze(tmp_path, monkeypatch, mark_at_arm):
+    """A switch armed before its freeze (iris_lvm_snapshot) while the log's last suspend line was ``mark_at_arm``."""
+    host = FakeHost([FakeInstance('IRIS', manager_user='root')])
+    host.instances['IRIS'].frozen = True
+    marks = [mark_at_arm]
+    monkeypatch.setattr(_iris, 'last_suspend_mark', lambda inst: marks[-1])
+    inst = {'name': 'IRIS', 'manager_user': 'root'}
+    _iris.deadman_arm(inst, 15, runner=Recorder(), directory=str(tmp_path), mechanism='systemd',
+                      before_freeze=True, armed_by='iris_lvm_snapshot')
+    token = json.loads((tmp_path / 'IRIS.json').read_text())['token']
+
+    def discover():
+        return _iris.discover_instances(runner=host, which=host.which, read_file=host.read_file)
+    return host, inst, token, discover, marks
+
+
+def test_armed_before_freeze_records_the_mark_before_and_none_yet(tmp_path, monkeypatch):
+    _host, _inst, _token, _discover, _marks = _armed_before_freeze(tmp_path, monkeypatch, OLD_MARK)
+    state = json.loads((tmp_path / 'IRIS.json').read_text())
+    assert state['suspend_mark'] is None and state['mark_before_freeze'] == OLD_MARK
+
+
+def test_mark_frozen_records_the_new_freeze_and_then_only_that_one_is_thawed(tmp_path, monkeypatch):
+    host, inst, token, discover, marks = _armed_before_freeze(tmp_path, monkeypatch, OLD_MARK)
+    marks.append(NEW_MARK)  # the freeze wrote its line
+    assert _iris.deadman_mark_frozen(inst, directory=str(tmp_path)) is True
+    state = json.loads((tmp_path / 'IRIS.json').read_text())
+    assert state['suspend_mark'] == NEW_MARK and state['token'] == token
+    logs = []
+    assert _iris.deadman_fire(str(tmp_path / 'IRIS.json'), token, runner=host, discover=discover,
+                              log=log_of(logs)) == 'thawed'
+    assert host.instances['IRIS'].frozen is False
+    assert 'after iris_lvm_snapshot; thawed it' in logs[-1][1]
+
+
+def test_killed_during_the_freeze_call_still_thaws_that_freeze(tmp_path, monkeypatch):
+    """Armed, frozen, never recorded (module killed in the freeze call): the log shows a freeze after arming."""
+    host, _inst, token, discover, marks = _armed_before_freeze(tmp_path, monkeypatch, OLD_MARK)
+    marks.append(NEW_MARK)
+    logs = []
+    assert _iris.deadman_fire(str(tmp_path / 'IRIS.json'), token, runner=host, discover=discover,
+                              log=log_of(logs)) == 'thawed'
+    assert host.instances['IRIS'].frozen is False
+
+
+def test_armed_before_freeze_leaves_an_older_freeze_alone(tmp_path, monkeypatch):
+    """Frozen, but the log's last suspend line is the one from before arming: not this switch's freeze."""
+    host, _inst, token, discover, _marks = _armed_before_freeze(tmp_path, monkeypatch, OLD_MARK)
+    logs = []
+    assert _iris.deadman_fire(str(tmp_path / 'IRIS.json'), token, runner=host, discover=discover,
+                              log=log_of(logs)) == 'other-freeze'
+    assert host.instances['IRIS'].frozen is True
+    assert 'by a freeze older than this switch' in logs[-1][1]
+
+
+def test_armed_before_the_first_freeze_ever_thaws(tmp_path, monkeypatch):
+    """No suspend line at all before arming (first backup of the instance): any freeze is this switch's."""
+    host, _inst, token, discover, marks = _armed_before_freeze(tmp_path, monkeypatch, None)
+    marks.append(NEW_MARK)
+    assert _iris.deadman_fire(str(tmp_path / 'IRIS.json'), token, runner=host, discover=discover,
+                              log=log_of([])) == 'thawed'
+
+
+def test_mark_frozen_without_a_switch_is_false(tmp_path):
+    assert _iris.deadman_mark_frozen({'name': 'IRIS'}, directory=str(tmp_path)) is False

@@ -190,10 +190,13 @@ def test_happy_path_freezes_all_then_snapshots_then_thaws_all(rig, run_module, d
     freezes, creates, thaws = _idx(ev, 'freeze '), _idx(ev, 'lvcreate '), _idx(ev, 'thaw ')
     arms = _idx(ev, 'systemd-run')
     assert len(freezes) == 2 and len(creates) == 3 and len(thaws) == 2 and len(arms) == 2, ev
-    # every freeze and every arm before the first lvcreate, every thaw after the last one
-    assert max(freezes) < min(arms) and max(arms) < min(creates) and max(creates) < min(thaws), ev
-    # only preflight queries before the freeze, no session after the thaws but the disarm's systemctl
-    assert set(ev[:min(freezes)]) <= {'query IRIS', 'query CACHE', 'lvcreate --test irisdb'}, ev
+    # every switch armed before the first freeze (arming costs no frozen time), every freeze before the first
+    # lvcreate, every thaw after the last one
+    assert max(arms) < min(freezes) and max(freezes) < min(creates) and max(creates) < min(thaws), ev
+    # only preflight queries and the arming before the freeze; nothing between the freezes and the lvcreates
+    assert set(ev[:min(freezes)]) <= {'query IRIS', 'query CACHE', 'lvcreate --test irisdb', 'systemd-run',
+                                      'systemctl'}, ev
+    assert ev[max(freezes) + 1:min(creates)] == [], ev
     for name in ('IRIS', 'CACHE'):
         e = r['instance_results'][name]
         assert e['action'] == 'frozen' and e['thawed_by'] == 'ExternalThaw' and e['frozen_ms'] >= 0
@@ -201,16 +204,19 @@ def test_happy_path_freezes_all_then_snapshots_then_thaws_all(rig, run_module, d
     assert r['freeze_window_ms'] >= r['snapshot_ms'] >= 0
 
 
-def test_deadman_armed_after_freeze_and_disarmed_after_thaw(rig, run_module, deadman_sandbox):
+def test_deadman_armed_before_freeze_recorded_after_it_and_disarmed_after_thaw(rig, run_module, deadman_sandbox):
     host, lvm, iris, cache = rig
     seen = {}
 
-    def look(n):  # while the snapshots are taken, both switches are armed
+    def look(n):  # while the snapshots are taken, both switches are armed and know their freeze
         seen[n] = sorted(os.listdir(deadman_sandbox))
+        seen['states'] = [json.load(open(os.path.join(deadman_sandbox, f))) for f in ('IRIS.json', 'CACHE.json')]
     lvm.on_lvcreate = look
     failed, r = run_module(iris_lvm_snapshot, dict(ARGS, deadman_timeout=60))
     assert not failed, r['msg']
     assert seen[1] == ['CACHE.json', 'IRIS.json', '_iris.py'], seen
+    assert all('mark_before_freeze' in st for st in seen['states'])
+    assert all(r['instance_results'][n]['deadman']['freeze_recorded'] is True for n in ('IRIS', 'CACHE'))
     runs = [c['argv'] for c in host.calls if c['argv'][0].rsplit('/', 1)[-1] == 'systemd-run']
     assert sorted(a[a.index('--unit') + 1] for a in runs) == ['irisops-deadman-CACHE', 'irisops-deadman-IRIS']
     assert all('--on-active=60s' in a and 'deadman-fire' in a for a in runs)
@@ -288,24 +294,26 @@ def test_freeze_failure_on_second_instance_thaws_first_and_creates_nothing(rig, 
     assert 'freeze IRIS' in ev and 'freeze CACHE' in ev
     assert [e for e in ev if e.startswith('lvcreate ') and '--test' not in e] == [], ev
     assert 'thaw IRIS' in ev and ev.index('thaw IRIS') > ev.index('freeze IRIS')
-    assert 'systemd-run' not in ev, 'no switch is armed when the freeze fails'
+    # both switches were armed before the freeze and are disarmed after the roll-back
+    assert max(_idx(ev, 'systemd-run')) < min(_idx(ev, 'freeze '))
+    assert all(r['instance_results'][n]['deadman']['disarmed'] for n in ('IRIS', 'CACHE'))
     assert lvm.snapshots() == []
     assert 'freeze failed on CACHE' in r['msg'] and 'Thawed again: IRIS' in r['msg']
     assert 'Command: ' in r['msg'] and 'Next:' in r['msg']
     assert r['instance_results']['IRIS']['action'] == 'frozen'  # it was frozen, then rolled back
     assert r['instance_results']['CACHE']['action'] == 'failed'
-    assert not os.path.exists(deadman_sandbox) or not os.listdir(deadman_sandbox)
+    assert not [f for f in os.listdir(deadman_sandbox) if f.endswith('.json')]  # no switch left armed
 
 
-def test_arming_failure_thaws_and_takes_no_snapshot(rig, run_module, deadman_sandbox):
+def test_arming_failure_freezes_nothing(rig, run_module, deadman_sandbox):
     host, lvm, iris, cache = rig
     host.systemd_run_rc = 1
     failed, r = run_module(iris_lvm_snapshot, ARGS)
     assert failed and not iris.frozen and not cache.frozen
     assert lvm.creates == 0 and lvm.snapshots() == []
-    assert 'could not arm the dead-man switch for instance' in r['msg'] and 'systemd-run' in r['msg']
-    assert 'no snapshot was taken' in r['msg'] and 'deadman_timeout: 0' in r['msg']
-    assert sorted(r['cleaned_up']['thawed']) == ['CACHE', 'IRIS']
+    assert not _idx(_events(host), 'freeze '), 'never a freeze without its switch'
+    assert r['msg'].startswith('nothing frozen: could not arm the dead-man switch for instance IRIS')
+    assert 'systemd-run' in r['msg'] and 'deadman_timeout: 0' in r['msg']
     assert not [f for f in os.listdir(deadman_sandbox) if f.endswith('.json')]
 
 
@@ -348,6 +356,26 @@ def test_failed_thaw_keeps_the_switch_armed(rig, run_module, deadman_sandbox):
     assert os.path.exists(os.path.join(deadman_sandbox, 'IRIS.json'))
     assert not os.path.exists(os.path.join(deadman_sandbox, 'CACHE.json'))
     assert lvm.snapshots() == []
+
+
+def test_instance_down_at_the_thaw_is_reported_down_and_its_switch_disarmed(rig, run_module, deadman_sandbox):
+    host, lvm, iris, cache = rig
+
+    def stop(n):  # IRIS is stopped inside the window: a stopped instance holds no freeze
+        if n == 1:
+            iris.status = 'down, last used Mon Nov 23 10:05:00 2026'
+            iris.frozen = False
+    lvm.on_lvcreate = stop
+    failed, r = run_module(iris_lvm_snapshot, dict(ARGS, deadman_timeout=60))
+    assert failed and not cache.frozen
+    msg = r['msg']
+    assert 'IRIS went down inside the freeze window: not frozen' in msg, msg
+    assert 'thaw of instance IRIS failed' in msg and 'the instance is not running' in msg
+    assert 'STILL FROZEN' not in msg and 'stays armed' not in msg
+    assert r['cleaned_up']['went_down'] == ['IRIS'] and r['cleaned_up']['still_frozen'] == []
+    assert r['cleaned_up']['thawed'] == ['CACHE'] and lvm.snapshots() == []
+    assert r['instance_results']['IRIS']['deadman']['disarmed'] is True
+    assert not [f for f in os.listdir(deadman_sandbox) if f.endswith('.json')]
 
 
 def test_check_mode_changes_nothing(rig, run_module, deadman_sandbox):
