@@ -554,15 +554,21 @@ class SnapshotModule(object):
                 errors.append(exc.msg)
         return removed, errors
 
-    def ensure_unmounted(self, requests, lvs, mounts):
+    def requested_snapshots(self, requests, lvs):
+        """(request, its snapshot LV or None) in request order; fails on an LV of that name that is not a snapshot
+        of the requested origin (unmount/remove must never touch a foreign LV)."""
         index = dict(((lv.vg, lv.name), lv) for lv in lvs)
-        before = self.snapshot_view(requests, lvs, mounts)
-        results = []
         for req in requests:
             lv = index.get((req.vg, req.name))
             problem = self.not_our_snapshot(req, lv)
             if problem:
                 self.fail(problem)
+            yield req, lv
+
+    def ensure_unmounted(self, requests, lvs, mounts):
+        before = self.snapshot_view(requests, lvs, mounts)
+        results = []
+        for req, lv in self.requested_snapshots(requests, lvs):
             current = self.lvm.mountpoints(lv, mounts) if lv is not None else []
             action = "none"
             if current:
@@ -579,14 +585,9 @@ class SnapshotModule(object):
         self.finish(before, results, [])
 
     def ensure_absent(self, requests, lvs, mounts):
-        index = dict(((lv.vg, lv.name), lv) for lv in lvs)
         before = self.snapshot_view(requests, lvs, mounts)
         results = []
-        for req in requests:
-            lv = index.get((req.vg, req.name))
-            problem = self.not_our_snapshot(req, lv)
-            if problem:
-                self.fail(problem)
+        for req, lv in self.requested_snapshots(requests, lvs):
             if lv is None:
                 results.append(self.describe(req, None, "absent", []))
                 continue

@@ -291,11 +291,14 @@ def test_absent_unmounts_removes_and_retries_busy(host, capsys, tmp_path):
     assert not again["changed"] and [s["action"] for s in again["snapshots"]] == ["absent", "absent"]
 
 
-def test_absent_refuses_to_remove_other_lvs(host, capsys):
-    result = run_module({"volumes": [{"vg": "vgiris", "lv": "db", "name": "journal"}], "state": "absent"},
+@pytest.mark.parametrize("state", ["absent", "unmounted"])
+def test_absent_and_unmounted_refuse_to_touch_other_lvs(host, capsys, state):
+    result = run_module({"volumes": [{"vg": "vgiris", "lv": "db", "name": "journal"}], "state": state},
                         capsys=capsys)
     assert result["failed"] and "not a snapshot of vgiris/db" in result["msg"]
+    assert "refusing to touch it" in result["msg"]
     assert "journal" in host.lvs
+    assert not [c for c in host.calls if c[0].rsplit("/", 1)[-1] in ("lvremove", "umount")]
 
 
 def test_overflowed_snapshot_fails(host, capsys):
