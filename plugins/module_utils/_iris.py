@@ -1440,6 +1440,16 @@ def validate_common(params):
     return errors
 
 
+def log_file_error(path):
+    """An error text when ``log_file`` names a file in a directory that does not exist, else None."""
+    if path is None:
+        return None
+    log_dir = os.path.dirname(path)
+    if not log_dir or not os.path.isdir(log_dir):
+        return 'log_file: directory %s does not exist' % log_dir
+    return None
+
+
 def prepare_selection(selection, runner=None, which=None, read_file=None, require_ready=True, run_as=None):
     """Discover instances and resolve ``selection``; check each selected instance is usable.
 

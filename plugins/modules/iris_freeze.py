@@ -210,7 +210,6 @@ rolled_back:
   type: dict
 """
 
-import os
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -243,10 +242,8 @@ def main():
             _iris.objectscript_string(p['text'])
         except ValueError as exc:
             errors.append('text: %s' % exc)
-    if p['log_file'] is not None:
-        log_dir = os.path.dirname(p['log_file'])
-        if not log_dir or not os.path.isdir(log_dir):
-            errors.append('log_file: directory %s does not exist' % log_dir)
+    if _iris.log_file_error(p['log_file']):
+        errors.append(_iris.log_file_error(p['log_file']))
     if errors:
         module.fail_json(msg='nothing frozen: ' + '; '.join(errors), **result)
 

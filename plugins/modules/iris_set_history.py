@@ -45,6 +45,7 @@ options:
     description:
       - File on the managed host that ExternalSetHistory appends its messages to. By default a private temporary
         file is used, read and deleted.
+      - Its directory must exist; otherwise nothing is recorded.
     type: path
 notes:
   - Check mode does not record anything; it validates the options, checks the instance is running and not frozen,
@@ -153,6 +154,8 @@ def main():
     if not p['backup_completed']:
         errors.append('backup_completed is not true: ExternalSetHistory records a backup and may purge journal '
                       'files (BackupsBeforePurge); set backup_completed=true only after the backup really completed')
+    if _iris.log_file_error(p['log_file']):
+        errors.append(_iris.log_file_error(p['log_file']))
     if p['text'] is not None:
         try:
             _iris.objectscript_string(p['text'])

@@ -34,6 +34,8 @@ options:
     description:
       - File on the managed host that ExternalThaw appends its messages to. By default a private temporary file
         is used, read and deleted.
+      - When its directory does not exist, the module warns and thaws with the temporary file (a wrong log path
+        must not keep an instance frozen).
     type: path
   stat_fallback:
     description:
@@ -154,6 +156,11 @@ def main():
     errors = _iris.validate_common(p)
     if errors:
         module.fail_json(msg='nothing thawed: ' + '; '.join(errors), **result)
+    log_problem = _iris.log_file_error(p['log_file'])
+    if log_problem:
+        # A bad log path must not keep an instance frozen: thaw anyway, into the private temporary log.
+        module.warn('%s; thawing without it (ExternalThaw writes to a private temporary file instead)' % log_problem)
+        p['log_file'] = None
 
     sel = _iris.prepare_selection(p['instances'], run_as=p['run_as'])
     result['instances'] = [i['name'] for i in sel['selected']]

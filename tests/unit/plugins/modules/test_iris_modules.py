@@ -185,9 +185,29 @@ def test_thaw_hang_then_stat_fallback(fake_host, run_module):
     assert r['instance_results']['CACHE']['thawed_by'] == 'stat -W'
 
 
+def test_thaw_with_a_log_file_in_a_missing_directory_warns_and_thaws(fake_host, run_module, tmp_path):
+    iris, cache = _two()
+    iris.frozen = True
+    fake_host(iris, cache)
+    missing = str(tmp_path / 'nope' / 'thaw.log')
+    failed, r = run_module(iris_thaw, {'instances': 'IRIS', 'log_file': missing})
+    assert not failed and r['changed'] and not iris.frozen
+    texts = [w if isinstance(w, str) else w.get('event', w).get('msg', '') for w in r.get('warnings', [])]
+    assert any('log_file: directory %s does not exist; thawing without it' % (tmp_path / 'nope') in t for t in texts)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # iris_set_history
 # ---------------------------------------------------------------------------------------------------------------
+
+def test_set_history_refuses_a_log_file_in_a_missing_directory(fake_host, run_module, tmp_path):
+    inst, files = _journal_instance(tmp_path)
+    host = fake_host(inst)
+    failed, r = run_module(iris_set_history, {'instances': 'IRIS', 'backup_completed': True,
+                                              'log_file': str(tmp_path / 'nope' / 'h.log')})
+    assert failed and r['msg'] == 'nothing recorded: log_file: directory %s does not exist' % (tmp_path / 'nope')
+    assert host.calls == [] and inst.history == []
+
 
 def _journal_instance(tmp_path):
     inst = FakeInstance('IRIS', install_dir=str(tmp_path / 'irissys'))
