@@ -172,22 +172,14 @@ class Session(object):
 
     # Security.System
     def _system(self, m, args):
-        ref = _ref(args, 1)
         with Security(self.inst).edit() as data:
             sysp = data["system"]
             if m == "get":
-                if ref is None:
-                    raise ObjError("PARAMETER")
-                for k, v in sysp.items():
-                    ref.node.set(k, v)
+                _export(_required_ref(args), sysp, skip=())
                 return "1"
             if m == "modify":
-                if ref is None:
-                    raise ObjError("PARAMETER")
-                for k, child in ref.node.children.items():
-                    if child.value is None or k == "Name":
-                        continue
-                    sysp[k] = int(to_num(child.value)) if k == "AutheEnabled" else child.value
+                for k, v in _changes(_required_ref(args)):
+                    sysp[k] = int(to_num(v)) if k == "AutheEnabled" else v
                 return "1"
         return None
 
@@ -200,21 +192,12 @@ class Session(object):
                 return "1" if svc else "0"
             if svc is None and m in ("get", "modify"):
                 return "0 ERROR #409: Service %s does not exist" % name
-            ref = _ref(args, 1)
             if m == "get":
-                if ref is None:
-                    raise ObjError("PARAMETER")
-                for k, v in svc.items():
-                    if k != "Name":
-                        ref.node.set(k, v)
+                _export(_required_ref(args), svc)
                 return "1"
             if m == "modify":
-                if ref is None:
-                    raise ObjError("PARAMETER")
-                for k, child in ref.node.children.items():
-                    if child.value is None or k == "Name":
-                        continue
-                    svc[k] = int(to_num(child.value)) if k in ("AutheEnabled", "Enabled") else child.value
+                for k, v in _changes(_required_ref(args)):
+                    svc[k] = int(to_num(v)) if k in ("AutheEnabled", "Enabled") else v
                 return "1"
         return None
 
@@ -242,27 +225,16 @@ class Session(object):
             if user is None:
                 return "0 ERROR #838: User %s does not exist" % name
             if m == "get":
-                ref = _ref(args, 1)
-                if ref is None:
-                    raise ObjError("PARAMETER")
-                for k, val in user.items():
-                    if k not in ("Password", "Name"):
-                        ref.node.set(k, val)
-                ref.node.set("Name", key)
+                _export(_required_ref(args), user, skip=("Password", "Name"), name=key)
                 return "1"
             if m == "modify":
-                ref = _ref(args, 1)
-                if ref is None:
-                    raise ObjError("PARAMETER")
-                for k, child in ref.node.children.items():
-                    if child.value is None or k == "Name":
-                        continue
+                for k, v in _changes(_required_ref(args)):
                     if k == "Password":
-                        user["Password"] = hash_password(child.value) if child.value != "" else None
+                        user["Password"] = hash_password(v) if v != "" else None
                     elif k in ("Enabled", "ChangePassword", "PasswordNeverExpires", "AccountNeverExpires"):
-                        user[k] = int(to_num(child.value))
+                        user[k] = int(to_num(v))
                     else:
-                        user[k] = child.value
+                        user[k] = v
                 return "1"
             if m == "delete":
                 del data["users"][key]
@@ -301,17 +273,11 @@ class Session(object):
             if role is None:
                 return _err(config.ERR_ROLE_NOT_EXISTS, "Role %s does not exist" % name)
             if m == "get":
-                ref = _ref(args, 1)
-                if ref is None:
-                    raise ObjError("PARAMETER")
-                for k in ("Description", "Resources", "GrantedRoles"):
-                    ref.node.set(k, role.get(k, ""))
-                ref.node.set("Name", key)
+                _export(_required_ref(args), dict((k, role.get(k, "")) for k in ("Description", "Resources",
+                                                                               "GrantedRoles")), name=key)
                 return "1"
             if m == "modify":
-                ref = _ref(args, 1)
-                if ref is None:
-                    raise ObjError("PARAMETER")
+                ref = _required_ref(args)
                 if key.lower() == config.SUPER_ROLE.lower():
                     return _err(config.ERR_ROLE_CANNOT_MODIFY, "Cannot modify role %s" % key)
                 try:
@@ -377,6 +343,28 @@ def _ref(args, n):
     if len(args) > n and isinstance(args[n], ByRef):
         return args[n]
     return None
+
+
+def _required_ref(args, n=1):
+    """The by-reference .Properties argument of a Get/Modify; <PARAMETER> when the caller passed none."""
+    ref = _ref(args, n)
+    if ref is None:
+        raise ObjError("PARAMETER")
+    return ref
+
+
+def _export(ref, record, skip=("Name",), name=None):
+    """Get(): copy the properties of ``record`` (except ``skip``) into the caller's array, Name set to ``name``."""
+    for k, v in record.items():
+        if k not in skip:
+            ref.node.set(k, v)
+    if name is not None:
+        ref.node.set("Name", name)
+
+
+def _changes(ref):
+    """Modify(): (property, value) of every property the caller set in its array (Name cannot be changed)."""
+    return [(k, child.value) for k, child in ref.node.children.items() if child.value is not None and k != "Name"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
