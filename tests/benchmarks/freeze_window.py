@@ -15,7 +15,8 @@ database and journal directories on their own LVs (installation directories on a
 The window of an instance is the time from the start of its freeze to the end of its thaw, measured on the host in
 both cases. Prints a table for 1, 2 and 4 instances; asserts nothing about time.
 
-  . tests/harness/env.sh && python3 tests/benchmarks/freeze_window.py [--rounds N] [--port P] [--keep] [--reuse]
+  . tests/harness/env.sh && [IRISOPS_VM_CPUS=2] python3 tests/benchmarks/freeze_window.py [--rounds N] [--port P]
+      [--keep] [--reuse]
 """
 import argparse
 import json
@@ -187,7 +188,12 @@ def main():
     print()
     print('module task wall time incl. Ansible overhead (ms, median): %s' % ', '.join(
         '%d inst: %d' % (n, med([m['task_wall_ms'] for m in mod])) for n, mod, _b in rows))
-    print('LVs snapshotted: 1 (installation dirs) + 2 per instance; snapshot size %s; VM under TCG' % SNAP_SIZE)
+    print('LVs snapshotted: 1 (installation dirs) + 2 per instance; snapshot size %s; VM with %s vCPU(s) '
+          '(IRISOPS_VM_CPUS)' % (SNAP_SIZE, os.environ.get('IRISOPS_VM_CPUS', '1')))
+    print('outside the lvcreates (ms, median of longest minus lvcreates): %s' % ', '.join(
+        '%d inst: module %d, baseline %d' % (
+            n, med([max(m['windows'].values()) - m['snapshot_ms'] for m in mod]),
+            med([max(b['windows'].values()) - b['snapshot_ms'] for b in base])) for n, mod, base in rows))
     return 0
 
 
