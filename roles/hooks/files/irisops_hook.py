@@ -722,6 +722,7 @@ class Hook(object):
 
         results = self._run_parallel(one, targets)
         failed = list(errors)
+        went_down = []
         thawed = []
         armed_by_freeze = (state or {}).get('deadman') or {}
         for inst in targets:
@@ -734,7 +735,7 @@ class Hook(object):
                 disarm = iris.deadman_disarm(name)
             if r.get('down'):
                 log.error('  %s IS DOWN, not frozen: %s' % (name, r.get('msg')))
-                failed.append(name)
+                went_down.append(name)
             elif r.get('failed'):
                 log.error('  %s THAW FAILED: %s' % (name, r.get('msg')))
                 st = iris.deadman_status(name)
@@ -781,6 +782,11 @@ class Hook(object):
                       '`irisops-hook --caller %s thaw` again or `iris stat <instance> -W`; exit %d' % (
                           'Thaw' if action == 'thaw' else 'FreezeFail', ', '.join(failed), self.s['caller'],
                           RC_ERROR))
+            return RC_ERROR
+        if went_down:
+            log.error('%s finished: FAILED - %s went down during the backup: not frozen (a stopped instance holds no '
+                      'freeze), but not in this backup either; start it and take the backup again; exit %d' % (
+                          'Thaw' if action == 'thaw' else 'FreezeFail', ', '.join(went_down), RC_ERROR))
             return RC_ERROR
         log.info('%s finished: thawed %s in %.1f s; exit %d' % (
             'Thaw' if action == 'thaw' else 'FreezeFail', ', '.join(i['name'] for i in thawed) or 'nothing',
