@@ -273,8 +273,8 @@ class Session(object):
             if role is None:
                 return _err(config.ERR_ROLE_NOT_EXISTS, "Role %s does not exist" % name)
             if m == "get":
-                _export(_required_ref(args), dict((k, role.get(k, "")) for k in ("Description", "Resources",
-                                                                               "GrantedRoles")), name=key)
+                shown = dict((k, role.get(k, "")) for k in ("Description", "Resources", "GrantedRoles"))
+                _export(_required_ref(args), shown, name=key)
                 return "1"
             if m == "modify":
                 ref = _required_ref(args)
