@@ -69,8 +69,9 @@ options:
 options:
   deadman_timeout:
     description:
-      - Seconds after the freeze at which the dead-man switch thaws an instance that is still frozen by this
-        freeze (C(ExternalThaw) as O(run_as), falling back to C(iris stat INSTANCE -W)), logging at priority
+      - Seconds after arming at which the dead-man switch thaws an instance that is still frozen by this freeze
+        (armed right after the freeze; by M(irisops.backup.iris_lvm_snapshot) just before it, outside the freeze
+        window) (C(ExternalThaw) as O(run_as), falling back to C(iris stat INSTANCE -W)), logging at priority
         C(crit) to syslog and to C(/var/log/irisops-deadman.log).
       - On hosts running systemd (as root) it is a transient timer C(irisops-deadman-<INSTANCE>.timer); elsewhere a
         detached sleeper process. State lives in C(/run/irisops/deadman/).
@@ -78,7 +79,8 @@ options:
         it for freeze timeouts of 120 s or less. Keep it below O(external_freeze_timeout) and above the time your
         snapshot needs.
       - V(0) disables the switch (with a warning). If arming fails after a successful freeze, the instances this
-        task froze are thawed and the task fails, a freeze is never left without its switch.
+        task froze are thawed and the task fails (M(irisops.backup.iris_lvm_snapshot) arms first and then freezes
+        nothing); a freeze is never left without its switch.
     type: int
 """
 
