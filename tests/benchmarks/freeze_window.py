@@ -102,8 +102,11 @@ def remove_snapshots(port):
               '{print $1}\'); do lvremove -q -y %s/$lv >/dev/null; done' % (VG, VG))
 
 
-def run_module(port, insts, run_id):
-    args = json.dumps({'instances': insts, 'run_id': run_id, 'size': SNAP_SIZE, 'suffix': '_bench'})
+def run_module(port, insts, run_id, deadman_timeout=None):
+    margs = {'instances': insts, 'run_id': run_id, 'size': SNAP_SIZE, 'suffix': '_bench'}
+    if deadman_timeout is not None:
+        margs['deadman_timeout'] = deadman_timeout
+    args = json.dumps(margs)
     env = dict(os.environ, ANSIBLE_HOST_KEY_CHECKING='False', ANSIBLE_PIPELINING='True', ANSIBLE_NOCOLOR='1')
     argv = ['ansible', 'all', '-i', '127.0.0.1,', '-u', 'root', '--private-key', KEY,
             '-e', 'ansible_port=%d ansible_python_interpreter=/usr/bin/python3' % port,
@@ -140,6 +143,8 @@ def main():
     ap.add_argument('--rounds', type=int, default=3, help='runs of each variant per instance count (median shown)')
     ap.add_argument('--keep', action='store_true', help='leave the VM running')
     ap.add_argument('--reuse', action='store_true', help='use a VM already running on --port (no start/stop)')
+    ap.add_argument('--deadman-timeout', type=int, default=None,
+                    help="the module's deadman_timeout (0 = no dead-man switch; default: the module's default)")
     ap.add_argument('--vg', default=VG, help='volume group (made on the data disk when missing; an existing one is used)')
     a = ap.parse_args()
     VG = a.vg
@@ -158,7 +163,7 @@ def main():
             insts = ['BENCH%d' % i for i in range(1, n + 1)]
             mod, base = [], []
             for r in range(a.rounds):
-                mod.append(run_module(a.port, insts, 'bench-%d-%d-%d' % (n, r, os.getpid())))
+                mod.append(run_module(a.port, insts, 'bench-%d-%d-%d' % (n, r, os.getpid()), a.deadman_timeout))
                 remove_snapshots(a.port)
                 base.append(run_baseline(a.port, insts))
                 remove_snapshots(a.port)
