@@ -731,7 +731,7 @@ class Backup(object):
             **self.result)
 
     # -- the freeze window ------------------------------------------------------------------------------------
-    def arm_all(self):
+    def arm_all(self, guard):
         """Arm the dead-man switch of every selected instance before the freeze window opens: the systemctl and
         systemd-run calls of arming cost no frozen time (the freeze is recorded in each switch afterwards by
         mark_frozen, a file write).  Returns a failure text, or None."""
@@ -740,6 +740,8 @@ class Backup(object):
         failures = []
         self.armed_since = time.time()
         for inst in self.selected:
+            if guard.received:
+                break  # cancelled: run() disarms what is armed and freezes nothing
             self.arm_attempted.append(inst['name'])
             arm = _iris.deadman_arm(inst, self.deadman_seconds, run_as=self.p['run_as'], timeout=self.p['timeout'],
                                     armed_by='iris_lvm_snapshot', before_freeze=True)
@@ -839,7 +841,10 @@ class Backup(object):
         thawed = {}
         fired = []
         with SignalGuard() as guard:
-            arm_failure = self.arm_all()
+            arm_failure = self.arm_all(guard)
+            if not arm_failure and guard.received:
+                arm_failure = ('received %s while arming the dead-man switches (the control connection dropped or the '
+                               'job was cancelled)' % ', '.join(_signal_name(x) for x in guard.received))
             if arm_failure:
                 self.disarm({})
                 self.fail('nothing frozen: %s' % arm_failure)

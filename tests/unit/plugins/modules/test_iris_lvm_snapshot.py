@@ -16,10 +16,12 @@ from __future__ import absolute_import, division, print_function
 
 import json
 import os
+import signal
 import time
 
 import pytest
 
+from ansible_collections.irisops.backup.plugins.module_utils import _iris
 from ansible_collections.irisops.backup.plugins.module_utils import _lvm
 from ansible_collections.irisops.backup.plugins.modules import iris_lvm_snapshot
 from ansible_collections.irisops.backup.tests.unit.plugins.iris_fakes import FakeInstance
@@ -314,6 +316,24 @@ def test_arming_failure_freezes_nothing(rig, run_module, deadman_sandbox):
     assert not _idx(_events(host), 'freeze '), 'never a freeze without its switch'
     assert r['msg'].startswith('nothing frozen: could not arm the dead-man switch for instance IRIS')
     assert 'systemd-run' in r['msg'] and 'deadman_timeout: 0' in r['msg']
+    assert not [f for f in os.listdir(deadman_sandbox) if f.endswith('.json')]
+
+
+def test_signal_while_arming_freezes_nothing(rig, run_module, deadman_sandbox, monkeypatch):
+    """SIGTERM (job cancelled) arrives while the switches are armed: no freeze starts, the switches are disarmed."""
+    host, lvm, iris, cache = rig
+    real_arm = _iris.deadman_arm
+
+    def arm_then_signal(*args, **kwargs):
+        res = real_arm(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return res
+    monkeypatch.setattr(_iris, 'deadman_arm', arm_then_signal)
+    failed, r = run_module(iris_lvm_snapshot, ARGS)
+    assert failed and r['msg'].startswith('nothing frozen: received SIGTERM while arming the dead-man switches')
+    assert sum(1 for e in _events(host) if e == 'systemd-run') == 1  # stopped arming at the signal
+    assert not _idx(_events(host), 'freeze ') and lvm.creates == 0
+    assert not iris.frozen and not cache.frozen
     assert not [f for f in os.listdir(deadman_sandbox) if f.endswith('.json')]
 
 
