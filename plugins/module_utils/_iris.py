@@ -1162,18 +1162,15 @@ def _brief(res):
 
 
 def qlist_status(runner, instance, timeout=DEFAULT_QUERY_TIMEOUT):
-    """The instance's current qlist status (``parse_status`` dict plus ``status_raw``), or None when its control
-    command is unknown, qlist fails or does not list it."""
+    """The instance's current qlist line, parsed (``status``, ``status_raw``, ... as ``parse_qlist_line``), or None
+    when its control command is unknown, qlist fails or does not list it."""
     control = instance.get('control_cmd')
     if not control:
         return None
     rc, out, _err = (runner or subprocess_runner)([control, 'qlist'], None, timeout)
     if rc != 0:
         return None
-    found = find_instance(parse_qlist(out, flavour=instance.get('flavour')), instance['name'])
-    if found is None:
-        return None
-    return dict(parse_status(found['status_raw']), status_raw=found['status_raw'])
+    return find_instance(parse_qlist(out, flavour=instance.get('flavour')), instance['name'])
 
 
 def _went_down(runner, instance, res, message):
@@ -1594,6 +1591,11 @@ def _write_atomic(path, text, mode=0o600):
         raise
 
 
+def _write_deadman_state(path, state):
+    import json
+    _write_atomic(path, json.dumps(state, indent=1, sort_keys=True), 0o600)
+
+
 def deadman_read_state(name, directory=None):
     """The state dict of the switch armed for ``name``, or None."""
     import json
@@ -1653,7 +1655,6 @@ def deadman_arm(instance, seconds, run_as=None, timeout=DEFAULT_SESSION_TIMEOUT,
     ``before_freeze``: arm for a freeze that is about to happen (iris_lvm_snapshot arms every switch before its
     freeze window opens, so the systemctl/systemd-run calls cost no frozen time).  The state then records the log's
     last "System suspended" line before the freeze; call deadman_mark_frozen() once the freeze succeeded."""
-    import json
     import sys
     runner = runner or subprocess_runner
     directory = directory or deadman_dir()
@@ -1680,7 +1681,7 @@ def deadman_arm(instance, seconds, run_as=None, timeout=DEFAULT_SESSION_TIMEOUT,
         if before_freeze:
             state['mark_before_freeze'] = last_suspend_mark(instance)
         state_path = deadman_state_path(name, directory)
-        _write_atomic(state_path, json.dumps(state, indent=1, sort_keys=True), 0o600)
+        _write_deadman_state(state_path, state)
         python = python or sys.executable or 'python3'
         if mechanism == 'systemd':
             argv = build_deadman_systemd_argv(name, seconds, python, script, state_path, token,
@@ -1697,7 +1698,7 @@ def deadman_arm(instance, seconds, run_as=None, timeout=DEFAULT_SESSION_TIMEOUT,
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL, close_fds=True, start_new_session=True, cwd='/')
             state['pid'] = proc.pid
-            _write_atomic(state_path, json.dumps(state, indent=1, sort_keys=True), 0o600)
+            _write_deadman_state(state_path, state)
             time.sleep(0.2)
             if proc.poll() is not None:
                 _remove(state_path)
@@ -1719,14 +1720,12 @@ def deadman_mark_frozen(instance, directory=None):
     """Record the freeze of a switch armed with ``before_freeze``: its "System suspended" line, from then on the
     switch thaws only this freeze.  A log read and a file write, no process: cheap enough inside the freeze window.
     Returns False when there is no switch for the instance (or the state cannot be written)."""
-    import json
     state = deadman_read_state(instance['name'], directory)
     if state is None:
         return False
     state['suspend_mark'] = last_suspend_mark(instance)
     try:
-        _write_atomic(deadman_state_path(instance['name'], directory), json.dumps(state, indent=1, sort_keys=True),
-                      0o600)
+        _write_deadman_state(deadman_state_path(instance['name'], directory), state)
     except (IOError, OSError):
         return False
     return True

@@ -242,8 +242,9 @@ def main():
             _iris.objectscript_string(p['text'])
         except ValueError as exc:
             errors.append('text: %s' % exc)
-    if _iris.log_file_error(p['log_file']):
-        errors.append(_iris.log_file_error(p['log_file']))
+    log_problem = _iris.log_file_error(p['log_file'])
+    if log_problem:
+        errors.append(log_problem)
     if errors:
         module.fail_json(msg='nothing frozen: ' + '; '.join(errors), **result)
 

@@ -154,8 +154,9 @@ def main():
     if not p['backup_completed']:
         errors.append('backup_completed is not true: ExternalSetHistory records a backup and may purge journal '
                       'files (BackupsBeforePurge); set backup_completed=true only after the backup really completed')
-    if _iris.log_file_error(p['log_file']):
-        errors.append(_iris.log_file_error(p['log_file']))
+    log_problem = _iris.log_file_error(p['log_file'])
+    if log_problem:
+        errors.append(log_problem)
     if p['text'] is not None:
         try:
             _iris.objectscript_string(p['text'])
