@@ -373,10 +373,13 @@ class SignalGuard(object):
             self.old[s] = signal.signal(s, self._handler)
         return self
 
+    def names(self):
+        return ', '.join(_signal_name(s) for s in self.received)
+
     def interrupted(self):
         if self.received:
             return 'interrupted by %s while the instances were frozen (the control connection dropped or the job ' \
-                   'was cancelled)' % ', '.join(_signal_name(s) for s in self.received)
+                   'was cancelled)' % self.names()
         return None
 
     def __exit__(self, *exc):
@@ -734,26 +737,24 @@ class Backup(object):
     def arm_all(self, guard):
         """Arm the dead-man switch of every selected instance before the freeze window opens: the systemctl and
         systemd-run calls of arming cost no frozen time (the freeze is recorded in each switch afterwards by
-        mark_frozen, a file write).  Returns a failure text, or None."""
+        mark_frozen, a file write).  Returns a failure text (run() then disarms what is armed and freezes nothing),
+        or None."""
         if not self.deadman_seconds:
             return None
-        failures = []
         self.armed_since = time.time()
         for inst in self.selected:
-            if guard.received:
-                break  # cancelled: run() disarms what is armed and freezes nothing
             self.arm_attempted.append(inst['name'])
             arm = _iris.deadman_arm(inst, self.deadman_seconds, run_as=self.p['run_as'], timeout=self.p['timeout'],
                                     armed_by='iris_lvm_snapshot', before_freeze=True)
             self.result['instance_results'][inst['name']]['deadman'] = dict(
                 (k, arm.get(k)) for k in ('armed', 'mechanism', 'fires_at', 'seconds', 'unit', 'pid', 'state_file'))
             if arm['failed']:
-                failures.append(arm['msg'])
-                break
+                return ('%s. Next: check that %s is writable and systemd-run works, or set deadman_timeout: 0 to run '
+                        'without a switch' % (arm['msg'], _iris.deadman_dir()))
             self.armed[inst['name']] = arm
-        if failures:
-            return ('%s. Next: check that %s is writable and systemd-run works, or set deadman_timeout: 0 to run '
-                    'without a switch' % ('; '.join(failures), _iris.deadman_dir()))
+            if guard.received:
+                return ('received %s while arming the dead-man switches (the control connection dropped or the job '
+                        'was cancelled)' % guard.names())
         return None
 
     def mark_frozen(self, many):
@@ -842,9 +843,6 @@ class Backup(object):
         fired = []
         with SignalGuard() as guard:
             arm_failure = self.arm_all(guard)
-            if not arm_failure and guard.received:
-                arm_failure = ('received %s while arming the dead-man switches (the control connection dropped or the '
-                               'job was cancelled)' % ', '.join(_signal_name(x) for x in guard.received))
             if arm_failure:
                 self.disarm({})
                 self.fail('nothing frozen: %s' % arm_failure)
@@ -902,7 +900,7 @@ class Backup(object):
                 thawed = self.thaw_all(frozen, unknown)
                 fired = self.disarm(thawed, many['still_frozen'] if many else ())
             if guard.received and not failure:
-                failure = 'received %s during the thaw' % ', '.join(_signal_name(s) for s in guard.received)
+                failure = 'received %s during the thaw' % guard.names()
             if fired:
                 failure = (failure + '. ' if failure else '') + (
                     'the dead-man switch of %s fired inside the freeze window (it was no longer armed at the thaw, '
