@@ -10,23 +10,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import importlib.util
 import os
 import re
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.abspath(os.path.join(HERE, '..', '..', '..'))
-GENERATOR = os.path.join(REPO, 'tests', 'faults', 'bad_inputs_doc.py')
+from ansible_collections.irisops.backup.tests.unit.repo_scripts import REPO, load_script
 
-
-def _load():
-    spec = importlib.util.spec_from_file_location('irisops_bad_inputs_doc', GENERATOR)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-doc = _load()
+doc = load_script('irisops_bad_inputs_doc', 'tests/faults/bad_inputs_doc.py')
 TABLE = doc.load()
 ROWS = TABLE['rows']
 

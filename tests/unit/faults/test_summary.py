@@ -9,7 +9,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import importlib.util
 import io
 import json
 import os
@@ -18,17 +17,10 @@ import sys
 
 import pytest
 
-SUMMARY = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'faults', 'summary.py')
+from ansible_collections.irisops.backup.tests.unit.repo_scripts import load_script
 
-
-def _load():
-    spec = importlib.util.spec_from_file_location('irisops_fault_summary', SUMMARY)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-summary = _load()
+summary = load_script('irisops_fault_summary', 'tests/faults/summary.py')
+SUMMARY = summary.__file__
 
 
 def record(case, **over):

@@ -9,7 +9,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import importlib.util
 import io
 import json
 import os
@@ -19,18 +18,9 @@ from contextlib import redirect_stdout
 
 import pytest
 
-TOOL = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', '..', 'roles', 'lvm_backup', 'files',
-                    'lvm_backup_tool.py')
+from ansible_collections.irisops.backup.tests.unit.repo_scripts import load_script
 
-
-def _load():
-    spec = importlib.util.spec_from_file_location('irisops_lvm_backup_tool', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-tool = _load()
+tool = load_script('irisops_lvm_backup_tool', 'roles/lvm_backup/files/lvm_backup_tool.py')
 
 
 def run(argv):

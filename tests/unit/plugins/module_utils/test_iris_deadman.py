@@ -138,10 +138,14 @@ def _armed_host(tmp_path, frozen=True):
     return host, res, token, discover, logs
 
 
+def _fire(tmp_path, token, host, discover, logs):
+    """What the timer of the switch armed in tmp_path runs (deadman-fire STATE TOKEN), against the fake host."""
+    return _iris.deadman_fire(str(tmp_path / 'IRIS.json'), token, runner=host, discover=discover, log=log_of(logs))
+
+
 def test_fire_thaws_a_frozen_instance(tmp_path):
     host, _res, token, discover, logs = _armed_host(tmp_path)
-    assert _iris.deadman_fire(str(tmp_path / 'IRIS.json'), token, runner=host, discover=discover, log=log_of(logs)) \
-        == 'thawed'
+    assert _fire(tmp_path, token, host, discover, logs) == 'thawed'
     assert host.instances['IRIS'].frozen is False
     assert logs and logs[-1][0] == 'user.crit'
     assert 'instance IRIS was still frozen 15 s after iris_freeze; thawed it' in logs[-1][1]
@@ -156,8 +160,7 @@ def log_of(logs):
 
 def test_fire_leaves_a_thawed_instance_alone(tmp_path):
     host, _res, token, discover, logs = _armed_host(tmp_path, frozen=False)
-    assert _iris.deadman_fire(str(tmp_path / 'IRIS.json'), token, runner=host, discover=discover,
-                              log=log_of(logs)) == 'not-frozen'
+    assert _fire(tmp_path, token, host, discover, logs) == 'not-frozen'
     assert not logs
     assert not any('ExternalThaw' in ' '.join(c['argv']) for c in host.calls)
     assert not (tmp_path / 'IRIS.json').exists()
@@ -169,16 +172,14 @@ def test_fire_leaves_a_later_freeze_alone(tmp_path, monkeypatch):
     state['suspend_mark'] = '11/23/26-10:00:00:000 (1) 0 [Backup] System suspended'
     (tmp_path / 'IRIS.json').write_text(json.dumps(state))
     monkeypatch.setattr(_iris, 'last_suspend_mark', lambda inst: '11/23/26-10:05:00:000 (2) 0 [Backup] System suspended')
-    assert _iris.deadman_fire(str(tmp_path / 'IRIS.json'), token, runner=host, discover=discover,
-                              log=log_of(logs)) == 'other-freeze'
+    assert _fire(tmp_path, token, host, discover, logs) == 'other-freeze'
     assert host.instances['IRIS'].frozen is True
 
 
 def test_fire_after_disarm_does_nothing(tmp_path):
     host, _res, token, discover, logs = _armed_host(tmp_path)
     _iris.deadman_disarm('IRIS', runner=Recorder(), directory=str(tmp_path))
-    assert _iris.deadman_fire(str(tmp_path / 'IRIS.json'), token, runner=host, discover=discover,
-                              log=log_of(logs)) == 'disarmed'
+    assert _fire(tmp_path, token, host, discover, logs) == 'disarmed'
     assert host.instances['IRIS'].frozen is True
 
 
@@ -223,8 +224,7 @@ def test_mark_frozen_records_the_new_freeze_and_then_only_that_one_is_thawed(tmp
     state = json.loads((tmp_path / 'IRIS.json').read_text())
     assert state['suspend_mark'] == NEW_MARK and state['token'] == token
     logs = []
-    assert _iris.deadman_fire(str(tmp_path / 'IRIS.json'), token, runner=host, discover=discover,
-                              log=log_of(logs)) == 'thawed'
+    assert _fire(tmp_path, token, host, discover, logs) == 'thawed'
     assert host.instances['IRIS'].frozen is False
     assert 'after iris_lvm_snapshot; thawed it' in logs[-1][1]
 
@@ -234,8 +234,7 @@ def test_killed_during_the_freeze_call_still_thaws_that_freeze(tmp_path, monkeyp
     host, _inst, token, discover, marks = _armed_before_freeze(tmp_path, monkeypatch, OLD_MARK)
     marks.append(NEW_MARK)
     logs = []
-    assert _iris.deadman_fire(str(tmp_path / 'IRIS.json'), token, runner=host, discover=discover,
-                              log=log_of(logs)) == 'thawed'
+    assert _fire(tmp_path, token, host, discover, logs) == 'thawed'
     assert host.instances['IRIS'].frozen is False
 
 
@@ -243,8 +242,7 @@ def test_armed_before_freeze_leaves_an_older_freeze_alone(tmp_path, monkeypatch)
     """Frozen, but the log's last suspend line is the one from before arming: not this switch's freeze."""
     host, _inst, token, discover, _marks = _armed_before_freeze(tmp_path, monkeypatch, OLD_MARK)
     logs = []
-    assert _iris.deadman_fire(str(tmp_path / 'IRIS.json'), token, runner=host, discover=discover,
-                              log=log_of(logs)) == 'other-freeze'
+    assert _fire(tmp_path, token, host, discover, logs) == 'other-freeze'
     assert host.instances['IRIS'].frozen is True
     assert 'by a freeze older than this switch' in logs[-1][1]
 
@@ -253,8 +251,7 @@ def test_armed_before_the_first_freeze_ever_thaws(tmp_path, monkeypatch):
     """No suspend line at all before arming (first backup of the instance): any freeze is this switch's."""
     host, _inst, token, discover, marks = _armed_before_freeze(tmp_path, monkeypatch, None)
     marks.append(NEW_MARK)
-    assert _iris.deadman_fire(str(tmp_path / 'IRIS.json'), token, runner=host, discover=discover,
-                              log=log_of([])) == 'thawed'
+    assert _fire(tmp_path, token, host, discover, []) == 'thawed'
 
 
 def test_mark_frozen_without_a_switch_is_false(tmp_path):
