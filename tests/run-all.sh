@@ -12,10 +12,12 @@
 #   IRISOPS_REAL_IRIS=1              also run iris_community (needs the intersystems/iris-community image)
 #   IRISOPS_RUN_DEMO=1               also run the demo scenario (what bash tests/demo.sh runs)
 #   IRISOPS_VM_LANE=1                run the scenarios that boot a qemu VM (molecule.yml with ssh_port: lvm,
-#                                    lvm_backup) one after the other in a second lane, started right after
-#                                    setup, alongside everything else (0: all steps in one line). A TCG VM keeps
-#                                    one core busy while the controller mostly waits on SSH, so the container
-#                                    steps use the other core; their results join the table at the end.
+#                                    lvm_backup, lvm_backup_faults, lvm_backup_soak) from a queue, longest first
+#                                    (VM_SCENARIO_ORDER below): a second lane takes them one after the other from
+#                                    right after setup, alongside everything else, and the main lane joins in once
+#                                    its own steps are done, so two VMs run at once then. A TCG VM keeps one core
+#                                    busy while the controller mostly waits on SSH, so the container steps use the
+#                                    other core; their results join the table at the end (0: all steps in one line).
 #   IRISOPS_STEP_TIMEOUT=3600        seconds after which one step is killed and counted as failed
 #   IRISOPS_TOTAL_BUDGET=5100        seconds for the whole run (85 min); steps that would start after it are
 #                                    counted as failed ("not run"), a step running into it is killed
@@ -94,18 +96,42 @@ step_log() {
     echo "$LOG_DIR/$(echo "$1" | tr -c 'A-Za-z0-9_.-' '_').log"
 }
 
-# The VM lane: runs molecule scenarios one after the other in the background, each with the same budget and step
-# timeout rules as run_step, output only to its log; writes "name<TAB>seconds<TAB>result" per scenario to
-# $LANE_DIR/NN.result for the summary (collect_vm_lane).
+# The VM scenarios are a queue (one "NN<TAB>name" line each in $LANE_DIR/queue, NN = position in the table);
+# vm_worker takes the next one under a lock until the queue is empty, with the same budget and step timeout rules
+# as run_step, output only to its log, and writes "name<TAB>seconds<TAB>result" to $LANE_DIR/NN.result for the
+# summary (collect_vm_lane). The background lane is one vm_worker; the main lane becomes a second one after its
+# own steps.
 LANE_DIR=$LOG_DIR/vm-lane
-vm_lane() {
-    local s i=0 log left limit t0 rc secs result
+# measured durations, longest first (CI, 2 cores): the soak and the fault cases dominate, lvm is shortest
+VM_SCENARIO_ORDER="lvm_backup_soak lvm_backup_faults lvm_backup lvm"
+
+vm_queue_init() {
+    local s i=0
     mkdir -p "$LANE_DIR"
+    : >"$LANE_DIR/queue"
     for s in "$@"; do
         i=$((i + 1))
+        printf '%02d\t%s\n' "$i" "$s" >>"$LANE_DIR/queue"
+    done
+}
+
+# prints the next "NN<TAB>name" and removes it from the queue; prints nothing when it is empty
+vm_queue_next() {
+    (
+        flock 9
+        head -n 1 "$LANE_DIR/queue"
+        sed -i 1d "$LANE_DIR/queue"
+    ) 9>"$LANE_DIR/queue.lock"
+}
+
+vm_worker() {
+    local lane=$1 entry n s log left limit t0 rc secs result
+    while entry=$(vm_queue_next) && [ -n "$entry" ]; do
+        n=${entry%%$'\t'*}
+        s=${entry#*$'\t'}
         log=$(step_log "molecule $s")
         left=$((TOTAL_BUDGET - ($(date +%s) - T_START)))
-        echo "################ [vm lane] molecule $s: started (log: ${log#"$IRISOPS_REPO"/})"
+        echo "################ [$lane] molecule $s: started (log: ${log#"$IRISOPS_REPO"/})"
         if [ $left -lt 30 ]; then
             secs="-"
             result="FAIL (not run: ${TOTAL_BUDGET}s budget used up)"
@@ -123,17 +149,22 @@ vm_lane() {
                 result="FAIL (rc=$rc)"
             fi
         fi
-        printf '%s\t%s\t%s\n' "molecule $s" "$secs" "$result" >"$LANE_DIR/$(printf '%02d' $i).result"
-        echo "################ [vm lane] molecule $s: $result in $secs s (log: ${log#"$IRISOPS_REPO"/})"
+        printf '%s\t%s\t%s\n' "molecule $s" "$secs" "$result" >"$LANE_DIR/$n.result"
+        echo "################ [$lane] molecule $s: $result in $secs s (log: ${log#"$IRISOPS_REPO"/})"
     done
 }
 
 collect_vm_lane() {
     local f n sec res
-    [ -n "${lane_pid:-}" ] || return 0
-    echo
-    echo "################ waiting for the vm lane (${vm_scenarios[*]})"
-    wait "$lane_pid"
+    [ ${#vm_scenarios[@]} -gt 0 ] || return 0
+    # the main lane works the queue too until it is empty, then waits for the background lane's last scenario
+    vm_worker "main lane"
+    if [ -n "${lane_pid:-}" ]; then
+        echo
+        echo "################ waiting for the vm lane"
+        wait "$lane_pid"
+        lane_pid=
+    fi
     for f in "$LANE_DIR"/*.result; do
         [ -f "$f" ] || continue
         IFS=$'\t' read -r n sec res <"$f"
@@ -142,7 +173,6 @@ collect_vm_lane() {
         results+=("$res")
         tests_run=$((tests_run + 1))
     done
-    lane_pid=
 }
 
 # --- sanity: ansible-test inside the rsync copy made by tests/setup.sh -------------------------------------
@@ -211,9 +241,17 @@ else
             [ -f "$f" ] && scenarios+=("$(basename "$(dirname "$f")")")
         done
     fi
+    # VM scenarios in VM_SCENARIO_ORDER first (longest first), then any others
+    ordered=()
+    for s in $VM_SCENARIO_ORDER; do
+        for t in "${scenarios[@]}"; do [ "$t" = "$s" ] && ordered+=("$s"); done
+    done
+    for t in "${scenarios[@]}"; do
+        case " $VM_SCENARIO_ORDER " in *" $t "*) ;; *) ordered+=("$t") ;; esac
+    done
     fg_scenarios=()
     vm_scenarios=()
-    for s in "${scenarios[@]}"; do
+    for s in "${ordered[@]}"; do
         if [ "${IRISOPS_VM_LANE:-1}" = 1 ] && grep -qs 'ssh_port:' "extensions/molecule/$s/molecule.yml" \
             && [ "$s" != demo ]; then
             vm_scenarios+=("$s")
@@ -228,8 +266,10 @@ else
     trap 'if [ -n "${lane_pid:-}" ]; then pkill -TERM -P "$lane_pid"; kill -TERM "$lane_pid"; fi 2>/dev/null; exit 130' INT TERM
     if [ ${#vm_scenarios[@]} -gt 0 ]; then
         echo
-        echo "################ vm lane: ${vm_scenarios[*]} (in the background, one after the other)"
-        vm_lane "${vm_scenarios[@]}" &
+        echo "################ vm lane: ${vm_scenarios[*]} (a queue: in the background from now on, the main lane joins"
+        echo "################ when its own steps are done)"
+        vm_queue_init "${vm_scenarios[@]}"
+        vm_worker "vm lane" &
         lane_pid=$!
     fi
 
