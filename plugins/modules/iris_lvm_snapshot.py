@@ -27,6 +27,13 @@ description:
     together; no snapshot of an earlier run is left over; the mirror role of each instance against O(mirror_primary);
     the freeze budget against C(ExternalFreezeTimeOut)."
   - Databases that are not journalled are reported as warnings, from the report of C(ExternalFreeze) itself.
+  - "With O(freeze_mode=staggered) each instance is frozen only while the snapshots it needs are taken: an instance
+    that shares no logical volume with another is frozen, snapshotted and thawed on its own; instances that share
+    volumes are frozen so that the shared snapshots are taken while all of them are frozen, the first half of them
+    (by their own volumes) frozen before and thawed right after the shared snapshots, the second half frozen just
+    before them and each thawed as soon as its own volumes are done. Every instance's snapshots are consistent for
+    that instance, but the snapshots of different instances are from different moments. RV(steps) lists the
+    sequence (also in check mode)."
   - Before the freeze the module arms, for every selected instance, the same on-host dead-man switch as
     M(irisops.backup.iris_freeze) (see C(docs/deadman.md)), records the freeze in it right after the freeze (a file
     write, so arming costs no frozen time) and disarms it after each successful thaw. It thaws an instance left
@@ -104,6 +111,18 @@ options:
     type: str
     choices: [freeze, skip, fail]
     default: fail
+  freeze_mode:
+    description:
+      - V(together) freezes all selected instances at once, takes every snapshot, and thaws them all (one window
+        for all instances; all snapshots are from one moment for every instance, for applications that keep data in
+        more than one instance).
+      - V(staggered) freezes each instance only while its own snapshots and the ones of volumes it shares are taken
+        (see the description). The longest window is shorter when the instances have volumes of their own (about
+        half the C(lvcreate)s for instances that share one volume, only their own for instances that share none);
+        each instance is consistent on its own, the instances are not consistent with each other.
+    type: str
+    choices: [together, staggered]
+    default: together
   external_freeze_timeout:
     description:
       - C(ExternalFreezeTimeOut) passed to ExternalFreeze, in seconds (IRIS default 600). It is B(not) an automatic
@@ -307,9 +326,17 @@ freeze_window_ms:
   returned: success
   type: int
 snapshot_ms:
-  description: Milliseconds from the first to the end of the last C(lvcreate).
+  description: Milliseconds from the first to the end of the last C(lvcreate) (with O(freeze_mode=staggered) this
+    includes the freezes and thaws between them).
   returned: success
   type: int
+steps:
+  description: The freeze window as run (or, in check mode, as it would run), one line per step - C(freeze NAME[,
+    NAME...]), C(snapshot VG/LV), C(thaw NAME[, NAME...]).
+  returned: always
+  type: list
+  elements: str
+  sample: [freeze IRISA, snapshot vgbk/dba, freeze IRISB, snapshot vgbk/sys, thaw IRISA, snapshot vgbk/dbb, thaw IRISB]
 cleaned_up:
   description: On failure, what the module undid (V(thawed), V(snapshots_removed)) and what it could not
     (V(still_frozen), V(removal_errors)); V(went_down) lists instances found down (so not frozen) at the thaw.
@@ -394,6 +421,48 @@ def _default_run_id():
 
 def _ms(seconds):
     return int(round(seconds * 1000))
+
+
+def staggered_steps(names, plan_instances):
+    """The freeze window of freeze_mode=staggered as steps ``('freeze', [names])``, ``('snap', plan)``,
+    ``('thaw', [names])``.
+
+    ``names``: the instances in the order given; ``plan_instances``: ``(plan, [instance names])`` per snapshot (no
+    names: a volume given through ``volumes``, taken while every instance is frozen).  Each snapshot is taken while
+    every instance it belongs to is frozen, and each instance is frozen once.  Instances that share no volume are
+    frozen, snapshotted and thawed one after the other.  Of the ones that share volumes, the first half (by their
+    own snapshots) is frozen one by one, each followed by its own snapshots, the second half is frozen right
+    before the shared snapshots; the first half is thawed right after them, and each of the second half after its
+    own snapshots.  The longest window is then about half of the instances' own snapshots plus the shared ones,
+    instead of all of them.
+    """
+    owners = [(plan, list(insts) or list(names)) for plan, insts in plan_instances]
+    own = dict((n, [p for p, o in owners if o == [n]]) for n in names)
+    shared = [p for p, o in owners if len(o) > 1]
+    sharing = set(n for p, o in owners if len(o) > 1 for n in o)
+    steps = []
+    for n in names:
+        if n not in sharing:
+            steps += [('freeze', [n])] + [('snap', p) for p in own[n]] + [('thaw', [n])]
+    group = [n for n in names if n in sharing]
+    if not group:
+        return steps
+    # the first half: the shortest prefix that holds at least half of the group's own snapshots
+    total, first = sum(len(own[n]) for n in group), []
+    for n in group:
+        if first and 2 * sum(len(own[m]) for m in first) >= total:
+            break
+        first.append(n)
+    second = group[len(first):]
+    for n in first:
+        steps += [('freeze', [n])] + [('snap', p) for p in own[n]]
+    if second:
+        steps.append(('freeze', second))
+    steps += [('snap', p) for p in shared]
+    steps.append(('thaw', first))
+    for n in second:
+        steps += [('snap', p) for p in own[n]] + [('thaw', [n])]
+    return steps
 
 
 class Backup(object):
@@ -734,6 +803,36 @@ class Backup(object):
             **self.result)
 
     # -- the freeze window ------------------------------------------------------------------------------------
+    def window_steps(self):
+        """The window as ``(kind, arg)`` steps: ('freeze', [instances]), ('snap', plan), ('thaw', [instances])."""
+        if self.p['freeze_mode'] == 'together':
+            return ([('freeze', list(self.selected))] + [('snap', p) for p in self.plans]
+                    + [('thaw', list(self.selected))])
+        by_name = dict((i['name'], i) for i in self.selected)
+        plan_instances = [(p, self.origins[(p.request.vg, p.request.lv)]['instances']) for p in self.plans]
+        return [(kind, arg if kind == 'snap' else [by_name[n] for n in arg])
+                for kind, arg in staggered_steps([i['name'] for i in self.selected], plan_instances)]
+
+    def over_budget(self, req, frozen, frozen_at, longest):
+        """Failure text when one of the ``frozen`` instances, frozen for so long already, could outlive its window
+        budget during another ``lvcreate`` as long as the ``longest`` so far; else None."""
+        now = time.time()
+        for inst in frozen:
+            elapsed = now - frozen_at[inst['name']]
+            budget, bound = self.window_budget(frozen_at[inst['name']])
+            if elapsed + longest > budget:
+                who = '' if len(self.selected) == 1 else ' (%s)' % inst['name']
+                return ('freeze budget exceeded: %.1f s frozen%s, the next lvcreate may take %.1f s, %s; stopped '
+                        'before snapshot %s of %s. Make the snapshots faster (fewer volumes, less I/O) or raise '
+                        'external_freeze_timeout / deadman_timeout'
+                        % (elapsed, who, longest, bound, req.full_name, req.origin))
+        return None
+
+    @staticmethod
+    def describe_steps(steps):
+        return [('snapshot %s/%s' % (arg.request.vg, arg.request.lv)) if kind == 'snap'
+                else '%s %s' % (kind, ', '.join(i['name'] for i in arg)) for kind, arg in steps]
+
     def arm_all(self, guard):
         """Arm the dead-man switch of every selected instance before the freeze window opens: the systemctl and
         systemd-run calls of arming cost no frozen time (the freeze is recorded in each switch afterwards by
@@ -830,75 +929,86 @@ class Backup(object):
 
     def run(self):
         self.preflight()
+        steps = self.window_steps()
+        self.result['steps'] = self.describe_steps(steps)
         if self.module.check_mode:
             self.check_mode()
         names = [i['name'] for i in self.selected]
         results = self.result['instance_results']
         failure = None
-        many = None
+        froze = {}                # name -> freeze result, of every freeze call that returned
+        rollback_failed = []      # frozen by a freeze call that failed, and its roll-back failed too
+        frozen_at = {}            # name -> when its freeze call began (its window opens there)
+        frozen = []               # instances frozen by this run and not thawed yet
+        unknown = []              # instances of a freeze call that did not return: their state is unknown
+        thawed = {}
         created = []
         create_started = create_ended = None
         longest = 0.0
-        thawed = {}
         fired = []
         with SignalGuard() as guard:
             arm_failure = self.arm_all(guard)
             if arm_failure:
                 self.disarm({})
                 self.fail('nothing frozen: %s' % arm_failure)
-            t0 = time.time()
             try:
-                many = _iris.freeze_many(
-                    None, self.selected, run_as=self.p['run_as'], log_file=None, text=self.p['text'],
-                    external_freeze_timeout=self.p['external_freeze_timeout'],
-                    wd_suspend_limit=self.p['wd_suspend_limit'], username=self.p['username'],
-                    password=self.p['password'], timeout=self.p['timeout'], check_state=False)
-                if many['failed']:
-                    failure = many['msg']
-                else:
-                    self.mark_frozen(many)
+                for kind, arg in steps:
                     failure = guard.interrupted()
-                    budget, bound = self.window_budget(t0)
-                    create_started = time.time()
-                    for plan in ([] if failure else self.plans):
-                        req = plan.request
-                        failure = guard.interrupted()
+                    if failure:
+                        break
+                    if kind == 'freeze':
+                        started = time.time()
+                        frozen_at.update((i['name'], started) for i in arg)
+                        unknown = list(arg)
+                        many = _iris.freeze_many(
+                            None, arg, run_as=self.p['run_as'], log_file=None, text=self.p['text'],
+                            external_freeze_timeout=self.p['external_freeze_timeout'],
+                            wd_suspend_limit=self.p['wd_suspend_limit'], username=self.p['username'],
+                            password=self.p['password'], timeout=self.p['timeout'], check_state=False)
+                        unknown = []
+                        froze.update(many['results'])
+                        rollback_failed.extend(many['still_frozen'])
+                        frozen.extend(i for i in arg if (many['results'].get(i['name']) or {}).get('changed'))
+                        if many['failed']:
+                            failure = many['msg']
+                            break
+                        self.mark_frozen(many)
+                    elif kind == 'snap':
+                        failure = self.over_budget(arg.request, frozen, frozen_at, longest)
                         if failure:
                             break
-                        elapsed = time.time() - t0
-                        if elapsed + longest > budget:
-                            failure = ('freeze budget exceeded: %.1f s frozen, the next lvcreate may take %.1f s, '
-                                       '%s; stopped before snapshot %s of %s. Make the snapshots faster (fewer '
-                                       'volumes, less I/O) or raise external_freeze_timeout / deadman_timeout'
-                                       % (elapsed, longest, bound, req.full_name, req.origin))
-                            break
                         started = time.time()
+                        create_started = create_started or started
                         # never killed inside the window: a killed lvcreate may leave the origin suspended
                         old_timeout, self.lvm.timeout = self.lvm.timeout, None
                         try:
-                            self.lvm.create_snapshot(req.vg, req.lv, req.name, plan.extents, tags=self.tags)
+                            self.lvm.create_snapshot(arg.request.vg, arg.request.lv, arg.request.name, arg.extents,
+                                                     tags=self.tags)
                         except _lvm.LvmError as exc:
                             failure = ('creating snapshot %s of %s failed (snapshot %d of %d): %s'
-                                       % (req.full_name, req.origin, len(created) + 1, len(self.plans), exc.msg))
+                                       % (arg.request.full_name, arg.request.origin, len(created) + 1,
+                                          len(self.plans), exc.msg))
                             break
                         finally:
                             self.lvm.timeout = old_timeout
-                        longest = max(longest, time.time() - started)
-                        created.append(req)
-                    create_ended = time.time()
-                    failure = failure or guard.interrupted()
+                        create_ended = time.time()
+                        longest = max(longest, create_ended - started)
+                        created.append(arg.request)
+                    else:
+                        done = self.thaw_all([i for i in arg if i in frozen], [])
+                        thawed.update(done)
+                        frozen = [i for i in frozen if i['name'] not in done]
+                        bad = sorted(n for n, (tr, _end) in done.items() if tr['failed'])
+                        if bad:  # the message after the window says what happened to them
+                            failure = 'stopped after the failed thaw of %s' % ', '.join(bad)
+                            break
+                failure = failure or guard.interrupted()
             except Exception as exc:  # a bug must not leave instances frozen
                 failure = 'unexpected %s in the freeze window: %s' % (type(exc).__name__, exc)
             finally:
-                frozen, unknown = [], []
-                for inst in self.selected:
-                    r = many['results'].get(inst['name']) if many else None
-                    if r is None:
-                        unknown.append(inst)  # the freeze call itself did not return: ask the instance
-                    elif r.get('changed'):
-                        frozen.append(inst)
-                thawed = self.thaw_all(frozen, unknown)
-                fired = self.disarm(thawed, many['still_frozen'] if many else ())
+                # what this run froze and has not thawed yet, and the instances whose freeze call did not return
+                thawed.update(self.thaw_all(frozen, unknown))
+                fired = self.disarm(thawed, rollback_failed)
             if guard.received and not failure:
                 failure = 'received %s during the thaw' % guard.names()
             if fired:
@@ -912,7 +1022,7 @@ class Backup(object):
         still_frozen, went_down = [], []
         for inst in self.selected:
             entry = results[inst['name']]
-            r = many['results'].get(inst['name']) if many else None
+            r = froze.get(inst['name'])
             if r is not None:
                 entry.update(journal_file=r.get('journal_file'), not_journalled=r.get('not_journalled') or [],
                              freeze_call_ms=r.get('duration_ms'), marker_offset=r.get('marker_offset'),
@@ -925,7 +1035,7 @@ class Backup(object):
                 tr, t_end = t
                 entry.update(thaw_call_ms=tr.get('duration_ms'), thawed_by=tr.get('thawed_by'), thaw_msg=tr['msg'])
                 if r is not None and r.get('changed') or tr.get('thawed_by'):
-                    entry['frozen_ms'] = _ms(t_end - t0)
+                    entry['frozen_ms'] = _ms(t_end - frozen_at[inst['name']])
                 if tr['failed']:
                     (went_down if tr.get('down') else still_frozen).append(inst['name'])
             entry['action'] = 'frozen' if r is not None and (r.get('changed') or r.get('rolled_back')) else 'failed'
@@ -949,7 +1059,7 @@ class Backup(object):
 
         if failure:
             removed, errors = self.snapshot_cleanup()
-            self.result['changed'] = bool(many and many['changed']) or bool(created)
+            self.result['changed'] = any(r.get('changed') for r in froze.values()) or bool(created)
             self.result['cleaned_up'] = dict(
                 thawed=sorted(n for n, (tr, _e) in thawed.items() if tr.get('changed')),
                 still_frozen=still_frozen, went_down=went_down, snapshots_removed=removed, removal_errors=errors)
@@ -1001,6 +1111,7 @@ def main():
         unmapped_directories=dict(type='str', default='fail', choices=['fail', 'warn']),
         include_install_dir=dict(type='bool', default=True),
         mirror_primary=dict(type='str', default='fail', choices=['freeze', 'skip', 'fail']),
+        freeze_mode=dict(type='str', default='together', choices=['together', 'staggered']),
         external_freeze_timeout=dict(type='int'),
         max_freeze_seconds=dict(type='int'),
         wd_suspend_limit=dict(type='int'),

@@ -442,3 +442,111 @@ def test_already_frozen_instance_is_refused_in_preflight(rig, run_module):
     failed, r = run_module(iris_lvm_snapshot, ARGS)
     assert failed and 'instance CACHE is already frozen' in r['msg'] and 'nothing frozen' in r['msg']
     assert 'freeze IRIS' not in _events(host) and cache.frozen  # someone else's freeze is left alone
+
+
+# -- freeze_mode=staggered ------------------------------------------------------------------------------------------
+
+def _steps(names, plan_instances):
+    """staggered_steps with plans given by name, as the labels the module returns in ``steps``."""
+    return [('snapshot ' + arg) if kind == 'snap' else '%s %s' % (kind, ', '.join(arg))
+            for kind, arg in iris_lvm_snapshot.staggered_steps(names, plan_instances)]
+
+
+def test_staggered_steps_instances_without_shared_volumes_get_a_window_each():
+    assert _steps(['A', 'B'], [('a1', ['A']), ('a2', ['A']), ('b1', ['B'])]) == [
+        'freeze A', 'snapshot a1', 'snapshot a2', 'thaw A', 'freeze B', 'snapshot b1', 'thaw B']
+
+
+def test_staggered_steps_shared_volume_taken_while_all_its_instances_are_frozen():
+    # the benchmark's layout: installation directories on one shared LV, two LVs of its own per instance
+    own = [('%s%d' % (n.lower(), k), [n]) for n in 'ABCD' for k in (1, 2)]
+    steps = _steps(list('ABCD'), [('sys', list('ABCD'))] + own)
+    assert steps == ['freeze A', 'snapshot a1', 'snapshot a2', 'freeze B', 'snapshot b1', 'snapshot b2',
+                     'freeze C, D', 'snapshot sys', 'thaw A, B', 'snapshot c1', 'snapshot c2', 'thaw C',
+                     'snapshot d1', 'snapshot d2', 'thaw D']
+    # each snapshot while every instance it belongs to is frozen; each instance frozen and thawed once
+    frozen, windows, now = set(), {}, 0
+    for step in steps:
+        kind, arg = step.split(' ', 1)
+        if kind == 'freeze':
+            for n in arg.split(', '):
+                assert n not in windows
+                frozen.add(n)
+                windows[n] = [now, None]
+        elif kind == 'thaw':
+            for n in arg.split(', '):
+                frozen.remove(n)
+                windows[n][1] = now
+        else:
+            now += 1
+            need = set('ABCD') if arg == 'sys' else set([arg[0].upper()])
+            assert need <= frozen, step
+    assert not frozen
+    # the longest window holds 5 of the 9 lvcreates (freeze all, snapshot all, thaw all: 9)
+    assert max(end - start for start, end in windows.values()) == 5
+
+
+def test_staggered_steps_volume_without_instance_is_taken_while_all_are_frozen():
+    assert _steps(['A', 'B'], [('a1', ['A']), ('extra', []), ('b1', ['B'])]) == [
+        'freeze A', 'snapshot a1', 'freeze B', 'snapshot extra', 'thaw A', 'snapshot b1', 'thaw B']
+
+
+def test_staggered_steps_single_instance_is_one_window():
+    assert _steps(['A'], [('a1', ['A']), ('x', [])]) == ['freeze A', 'snapshot a1', 'snapshot x', 'thaw A']
+
+
+def test_staggered_freezes_each_instance_only_for_its_own_volumes(rig, run_module, deadman_sandbox):
+    host, lvm, iris, cache = rig
+    failed, r = run_module(iris_lvm_snapshot, dict(ARGS, freeze_mode='staggered', deadman_timeout=60))
+    assert not failed, r['msg']
+    assert r['steps'] == ['freeze IRIS', 'snapshot %s/irisdb' % VG, 'snapshot %s/irisjrn' % VG, 'thaw IRIS',
+                          'freeze CACHE', 'snapshot %s/cachedb' % VG, 'thaw CACHE']
+    ev = [e for e in _events(host) if e.split(' ')[0] in ('freeze', 'thaw', 'lvcreate')]
+    assert ev[ev.index('freeze IRIS'):] == ['freeze IRIS', 'lvcreate irisdb', 'lvcreate irisjrn', 'thaw IRIS',
+                                            'freeze CACHE', 'lvcreate cachedb', 'thaw CACHE'], ev
+    assert lvm.snapshots() == ['cachedb_irisops_snap', 'irisdb_irisops_snap', 'irisjrn_irisops_snap']
+    assert not iris.frozen and not cache.frozen
+    for name in ('IRIS', 'CACHE'):
+        e = r['instance_results'][name]
+        assert e['action'] == 'frozen' and e['thawed_by'] == 'ExternalThaw' and e['frozen_ms'] >= 0
+        assert e['deadman']['freeze_recorded'] is True and e['deadman']['disarmed'] is True
+    assert not [f for f in os.listdir(deadman_sandbox) if f.endswith('.json')]
+
+
+def test_staggered_shared_volume_with_both_frozen_and_first_thawed_early(rig, run_module, deadman_sandbox):
+    host, lvm, iris, cache = rig
+    lvm.routes.append((os.path.join(cache.install_dir, 'mgr', 'journal'), 'irisjrn'))  # CACHE journals on irisjrn
+    states = {}
+
+    def look(n):  # who is frozen at each lvcreate (the fakes' own state)
+        states[n] = (iris.frozen, cache.frozen)
+    lvm.on_lvcreate = look
+    failed, r = run_module(iris_lvm_snapshot, dict(ARGS, freeze_mode='staggered'))
+    assert not failed, r['msg']
+    assert r['steps'] == ['freeze IRIS', 'snapshot %s/irisdb' % VG, 'freeze CACHE', 'snapshot %s/irisjrn' % VG,
+                          'thaw IRIS', 'snapshot %s/cachedb' % VG, 'thaw CACHE']
+    assert states == {1: (True, False), 2: (True, True), 3: (False, True)}
+    assert not iris.frozen and not cache.frozen
+    assert r['freeze_window_ms'] == max(r['instance_results'][n]['frozen_ms'] for n in ('IRIS', 'CACHE'))
+
+
+def test_staggered_failure_after_an_early_thaw_thaws_the_rest_and_removes_all(rig, run_module, deadman_sandbox):
+    host, lvm, iris, cache = rig
+    lvm.fail_lvcreate_at = 3   # cachedb, after IRIS was snapshotted and thawed
+    failed, r = run_module(iris_lvm_snapshot, dict(ARGS, freeze_mode='staggered', deadman_timeout=60))
+    assert failed
+    assert not iris.frozen and not cache.frozen and lvm.snapshots() == []
+    assert 'creating snapshot %s/cachedb_irisops_snap of %s/cachedb failed (snapshot 3 of 3)' % (VG, VG) in r['msg']
+    assert r['cleaned_up']['thawed'] == ['CACHE', 'IRIS']
+    assert sorted(r['cleaned_up']['snapshots_removed']) == ['%s/irisdb_irisops_snap' % VG,
+                                                            '%s/irisjrn_irisops_snap' % VG]
+    ev = _events(host)
+    assert ev.index('thaw IRIS') < ev.index('freeze CACHE') < ev.index('thaw CACHE') < min(_idx(ev, 'lvremove ')), ev
+    assert not [f for f in os.listdir(deadman_sandbox) if f.endswith('.json')]
+
+
+def test_staggered_check_mode_reports_the_steps(rig, run_module):
+    host, lvm, iris, cache = rig
+    failed, r = run_module(iris_lvm_snapshot, dict(ARGS, freeze_mode='staggered'), check_mode=True)
+    assert not failed and r['steps'][0] == 'freeze IRIS' and r['steps'][-1] == 'thaw CACHE'
+    assert not [e for e in _events(host) if e.startswith(('freeze ', 'thaw '))]
