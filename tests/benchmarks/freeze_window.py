@@ -6,8 +6,10 @@
 Runs in a throw-away qemu VM of the rig (tests/harness/vm) with real LVM and 4 emulated IRIS instances, each with its
 database and journal directories on their own LVs (installation directories on a shared LV):
 
-  module    irisops.backup.iris_lvm_snapshot, run with `ansible -m` from this machine: all instances frozen
-            concurrently, every LV snapshotted back to back, all thawed concurrently, inside one module process.
+  module    irisops.backup.iris_lvm_snapshot, run with `ansible -m` from this machine, inside one module process,
+            in each freeze_mode of --freeze-modes: "together" (all instances frozen concurrently, every LV
+            snapshotted back to back, all thawed concurrently) and "staggered" (each instance frozen only while
+            its own LVs and the shared one are snapshotted).
   baseline  what the seed scripts do, as one shell script run on the host over SSH: `iris session INST -U %SYS
             "##Class(Backup.General).ExternalFreeze()"` for each instance one after the other, `lvcreate -s` for each
             volume, then ExternalThaw for each instance one after the other.
@@ -102,8 +104,8 @@ def remove_snapshots(port):
               '{print $1}\'); do lvremove -q -y %s/$lv >/dev/null; done' % (VG, VG))
 
 
-def run_module(port, insts, run_id, deadman_timeout=None):
-    margs = {'instances': insts, 'run_id': run_id, 'size': SNAP_SIZE, 'suffix': '_bench'}
+def run_module(port, insts, run_id, deadman_timeout=None, freeze_mode='together'):
+    margs = {'instances': insts, 'run_id': run_id, 'size': SNAP_SIZE, 'suffix': '_bench', 'freeze_mode': freeze_mode}
     if deadman_timeout is not None:
         margs['deadman_timeout'] = deadman_timeout
     args = json.dumps(margs)
@@ -145,9 +147,12 @@ def main():
     ap.add_argument('--reuse', action='store_true', help='use a VM already running on --port (no start/stop)')
     ap.add_argument('--deadman-timeout', type=int, default=None,
                     help="the module's deadman_timeout (0 = no dead-man switch; default: the module's default)")
+    ap.add_argument('--freeze-modes', default='together,staggered',
+                    help="the module's freeze_mode values to measure, comma-separated (default: both)")
     ap.add_argument('--vg', default=VG, help='volume group (made on the data disk when missing; an existing one is used)')
     a = ap.parse_args()
     VG = a.vg
+    modes = [m.strip() for m in a.freeze_modes.split(',') if m.strip()]
 
     if not a.reuse:
         subprocess.run([os.path.join(RIG, 'build-image.sh')], check=True, stdout=subprocess.DEVNULL)
@@ -161,44 +166,53 @@ def main():
         rows = []
         for n in SIZES:
             insts = ['BENCH%d' % i for i in range(1, n + 1)]
-            mod, base = [], []
+            mod, base = dict((m, []) for m in modes), []
             for r in range(a.rounds):
-                mod.append(run_module(a.port, insts, 'bench-%d-%d-%d' % (n, r, os.getpid()), a.deadman_timeout))
-                remove_snapshots(a.port)
+                # the variants alternate within each round, so that a change of the host's load hits all of them
+                for m in modes:
+                    mod[m].append(run_module(a.port, insts, 'bench-%d-%d-%s-%d' % (n, r, m[0], os.getpid()),
+                                             a.deadman_timeout, m))
+                    remove_snapshots(a.port)
                 base.append(run_baseline(a.port, insts))
                 remove_snapshots(a.port)
             rows.append((n, mod, base))
-            print('measured %d instance(s): module %s | baseline %s' % (
-                n, [m['windows'] for m in mod], [b['windows'] for b in base]), flush=True)
+            print('measured %d instance(s): %s | baseline %s' % (
+                n, ' | '.join('%s %s' % (m, [x['windows'] for x in mod[m]]) for m in modes),
+                [b['windows'] for b in base]), flush=True)
     finally:
         if not a.keep and not a.reuse:
             subprocess.run([os.path.join(RIG, 'stop.sh'), a.name], check=False)
 
     med = statistics.median
+    for m in modes:
+        print()
+        print('freeze_mode=%s: freeze window per instance, ms (median of %d rounds; window = start of its freeze to '
+              'end of its thaw)' % (m, a.rounds))
+        print('%-10s | %-10s %-10s %-12s | %-10s %-10s %-12s | %s' % (
+            'instances', 'module', 'module', 'module', 'baseline', 'baseline', 'baseline', 'module/baseline'))
+        print('%-10s | %-10s %-10s %-12s | %-10s %-10s %-12s | %s' % (
+            '', 'longest', 'shortest', 'lvcreates', 'longest', 'shortest', 'lvcreates', '(longest)'))
+        for n, mod, base in rows:
+            ml = med([max(x['windows'].values()) for x in mod[m]])
+            ms = med([min(x['windows'].values()) for x in mod[m]])
+            msn = med([x['snapshot_ms'] for x in mod[m]])
+            bl = med([max(b['windows'].values()) for b in base])
+            bs = med([min(b['windows'].values()) for b in base])
+            bsn = med([b['snapshot_ms'] for b in base])
+            print('%-10d | %-10d %-10d %-12d | %-10d %-10d %-12d | %.2f' % (n, ml, ms, msn, bl, bs, bsn, ml / bl))
+        print('module task wall time incl. Ansible overhead (ms, median): %s' % ', '.join(
+            '%d inst: %d' % (n, med([x['task_wall_ms'] for x in mod[m]])) for n, mod, _b in rows))
+        if m == 'together':
+            print('outside the lvcreates (ms, median of longest minus lvcreates): %s' % ', '.join(
+                '%d inst: module %d, baseline %d' % (
+                    n, med([max(x['windows'].values()) - x['snapshot_ms'] for x in mod[m]]),
+                    med([max(b['windows'].values()) - b['snapshot_ms'] for b in base])) for n, mod, base in rows))
+        else:
+            print('("lvcreates" of staggered: first lvcreate to the end of the last, with the freezes and thaws '
+                  'between them)')
     print()
-    print('Freeze window per instance, ms (median of %d rounds; window = start of its freeze to end of its thaw)'
-          % a.rounds)
-    print('%-10s | %-10s %-10s %-12s | %-10s %-10s %-12s | %s' % (
-        'instances', 'module', 'module', 'module', 'baseline', 'baseline', 'baseline', 'module/baseline'))
-    print('%-10s | %-10s %-10s %-12s | %-10s %-10s %-12s | %s' % (
-        '', 'longest', 'shortest', 'lvcreates', 'longest', 'shortest', 'lvcreates', '(longest)'))
-    for n, mod, base in rows:
-        ml = med([max(m['windows'].values()) for m in mod])
-        ms = med([min(m['windows'].values()) for m in mod])
-        msn = med([m['snapshot_ms'] for m in mod])
-        bl = med([max(b['windows'].values()) for b in base])
-        bs = med([min(b['windows'].values()) for b in base])
-        bsn = med([b['snapshot_ms'] for b in base])
-        print('%-10d | %-10d %-10d %-12d | %-10d %-10d %-12d | %.2f' % (n, ml, ms, msn, bl, bs, bsn, ml / bl))
-    print()
-    print('module task wall time incl. Ansible overhead (ms, median): %s' % ', '.join(
-        '%d inst: %d' % (n, med([m['task_wall_ms'] for m in mod])) for n, mod, _b in rows))
     print('LVs snapshotted: 1 (installation dirs) + 2 per instance; snapshot size %s; VM with %s vCPU(s) '
           '(IRISOPS_VM_CPUS)' % (SNAP_SIZE, os.environ.get('IRISOPS_VM_CPUS', '1')))
-    print('outside the lvcreates (ms, median of longest minus lvcreates): %s' % ', '.join(
-        '%d inst: module %d, baseline %d' % (
-            n, med([max(m['windows'].values()) - m['snapshot_ms'] for m in mod]),
-            med([max(b['windows'].values()) - b['snapshot_ms'] for b in base])) for n, mod, base in rows))
     return 0
 
 
