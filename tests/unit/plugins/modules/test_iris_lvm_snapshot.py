@@ -550,3 +550,15 @@ def test_staggered_check_mode_reports_the_steps(rig, run_module):
     failed, r = run_module(iris_lvm_snapshot, dict(ARGS, freeze_mode='staggered'), check_mode=True)
     assert not failed and r['steps'][0] == 'freeze IRIS' and r['steps'][-1] == 'thaw CACHE'
     assert not [e for e in _events(host) if e.startswith(('freeze ', 'thaw '))]
+
+
+def test_staggered_budget_of_a_late_freeze_counts_from_the_arming_of_its_switch(rig, run_module, deadman_sandbox):
+    # the switches are armed for every instance before the first freeze and fire deadman_timeout after that: CACHE,
+    # frozen after IRIS's two snapshots (0.8 s each), has less than the next lvcreate left and is not snapshotted
+    host, lvm, iris, cache = rig
+    lvm.lvcreate_delay = 0.8
+    failed, r = run_module(iris_lvm_snapshot, dict(ARGS, freeze_mode='staggered', deadman_timeout=2))
+    assert failed and lvm.creates == 2, r['msg']
+    assert 'freeze budget exceeded' in r['msg'] and '(CACHE)' in r['msg'] and 'deadman_timeout=2' in r['msg']
+    assert 'stopped before snapshot %s/cachedb_irisops_snap' % VG in r['msg']
+    assert not iris.frozen and not cache.frozen and lvm.snapshots() == []
