@@ -102,8 +102,9 @@ step_log() {
 # summary (collect_vm_lane). The background lane is one vm_worker; the main lane becomes a second one after its
 # own steps.
 LANE_DIR=$LOG_DIR/vm-lane
-# measured durations, longest first (CI, 2 cores): the soak and the fault cases dominate, lvm is shortest
-VM_SCENARIO_ORDER="lvm_backup_soak lvm_backup_faults lvm_backup lvm"
+# longest first, as measured on 2 cores with another VM beside each (2026-11-24): lvm_backup_faults 2108 s,
+# lvm_backup 1733 s, lvm_backup_soak 1444 s (beside the container steps), lvm about 600-900 s
+VM_SCENARIO_ORDER="lvm_backup_faults lvm_backup lvm_backup_soak lvm"
 
 vm_queue_init() {
     local s i=0
