@@ -47,22 +47,41 @@ notes=()
 tests_run=0
 fault_scenarios=()
 
+# Seconds the next step may run: the step timeout, or what is left of the total budget if that is less; prints
+# nothing when less than 30 s are left (the step is then counted as failed, "not run").
+step_limit() {
+    local left=$((TOTAL_BUDGET - ($(date +%s) - T_START)))
+    [ $left -lt 30 ] || echo $((left < STEP_TIMEOUT ? left : STEP_TIMEOUT))
+}
+
+# step_result RC LIMIT: the table's result of a step that ran under `timeout LIMIT` and exited with RC
+step_result() {
+    if [ "$1" -eq 0 ]; then
+        echo "PASS"
+    elif [ "$1" -eq 124 ] || [ "$1" -eq 137 ]; then
+        echo "FAIL (timeout ${2}s)"
+    else
+        echo "FAIL (rc=$1)"
+    fi
+}
+
+NOT_RUN="FAIL (not run: ${TOTAL_BUDGET}s budget used up)"
+
 # run_step KIND NAME CMD... ; KIND is "prep" (setup/build) or "test" (counts towards "some test ran")
 run_step() {
-    local kind=$1 name=$2 t0 rc log left limit
+    local kind=$1 name=$2 t0 rc log limit
     shift 2
-    log=$LOG_DIR/$(echo "$name" | tr -c 'A-Za-z0-9_.-' '_').log
+    log=$(step_log "$name")
     echo
     echo "################ $name"
-    left=$((TOTAL_BUDGET - ($(date +%s) - T_START)))
-    if [ $left -lt 30 ]; then
+    limit=$(step_limit)
+    if [ -z "$limit" ]; then
         names+=("$name")
         secs+=("-")
-        results+=("FAIL (not run: ${TOTAL_BUDGET}s budget used up)")
+        results+=("$NOT_RUN")
         echo "################ $name: ${results[-1]}"
         return 1
     fi
-    limit=$((left < STEP_TIMEOUT ? left : STEP_TIMEOUT))
     t0=$(irisops_now)
     # shell functions reach the timeout'd bash through export -f (below)
     # a pipe, not a process substitution: the pipeline ends when tee has written everything, and no `wait` is
@@ -71,13 +90,7 @@ run_step() {
     rc=${PIPESTATUS[0]}
     names+=("$name")
     secs+=("$(irisops_elapsed "$t0")")
-    if [ "$rc" -eq 0 ]; then
-        results+=("PASS")
-    elif [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
-        results+=("FAIL (timeout ${limit}s)")
-    else
-        results+=("FAIL (rc=$rc)")
-    fi
+    results+=("$(step_result "$rc" "$limit")")
     [ "$kind" = test ] && tests_run=$((tests_run + 1))
     echo "################ $name: ${results[-1]} in ${secs[-1]} s (log: ${log#"$IRISOPS_REPO"/})"
     return "$rc"
@@ -97,9 +110,9 @@ step_log() {
 }
 
 # The VM scenarios are a queue (one "NN<TAB>name" line each in $LANE_DIR/queue, NN = position in the table);
-# vm_worker takes the next one under a lock until the queue is empty, with the same budget and step timeout rules
-# as run_step, output only to its log, and writes "name<TAB>seconds<TAB>result" to $LANE_DIR/NN.result for the
-# summary (collect_vm_lane). The background lane is one vm_worker; the main lane becomes a second one after its
+# vm_worker takes the next one under a lock until the queue is empty, with the budget and step timeout rules of
+# run_step (step_limit, step_result), output only to its log, and writes "name<TAB>seconds<TAB>result" to
+# $LANE_DIR/NN.result for the summary (collect_vm_lane). The background lane is one vm_worker; the main lane becomes a second one after its
 # own steps.
 LANE_DIR=$LOG_DIR/vm-lane
 # longest first, as measured on 2 cores with another VM beside each (2026-11-24): lvm_backup_faults 2108 s,
@@ -126,29 +139,22 @@ vm_queue_next() {
 }
 
 vm_worker() {
-    local lane=$1 entry n s log left limit t0 rc secs result
+    local lane=$1 entry n s log limit t0 rc secs result
     while entry=$(vm_queue_next) && [ -n "$entry" ]; do
         n=${entry%%$'\t'*}
         s=${entry#*$'\t'}
         log=$(step_log "molecule $s")
-        left=$((TOTAL_BUDGET - ($(date +%s) - T_START)))
         echo "################ [$lane] molecule $s: started (log: ${log#"$IRISOPS_REPO"/})"
-        if [ $left -lt 30 ]; then
+        limit=$(step_limit)
+        if [ -z "$limit" ]; then
             secs="-"
-            result="FAIL (not run: ${TOTAL_BUDGET}s budget used up)"
+            result=$NOT_RUN
         else
-            limit=$((left < STEP_TIMEOUT ? left : STEP_TIMEOUT))
             t0=$(irisops_now)
             timeout --kill-after=60 "$limit" bash -c '"$@"' run-all-step molecule_scenario "$s" >"$log" 2>&1
             rc=$?
             secs=$(irisops_elapsed "$t0")
-            if [ $rc -eq 0 ]; then
-                result="PASS"
-            elif [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
-                result="FAIL (timeout ${limit}s)"
-            else
-                result="FAIL (rc=$rc)"
-            fi
+            result=$(step_result "$rc" "$limit")
         fi
         printf '%s\t%s\t%s\n' "molecule $s" "$secs" "$result" >"$LANE_DIR/$n.result"
         echo "################ [$lane] molecule $s: $result in $secs s (log: ${log#"$IRISOPS_REPO"/})"
