@@ -112,8 +112,8 @@ step_log() {
 # The VM scenarios are a queue (one "NN<TAB>name" line each in $LANE_DIR/queue, NN = position in the table);
 # vm_worker takes the next one under a lock until the queue is empty, with the budget and step timeout rules of
 # run_step (step_limit, step_result), output only to its log, and writes "name<TAB>seconds<TAB>result" to
-# $LANE_DIR/NN.result for the summary (collect_vm_lane). The background lane is one vm_worker; the main lane becomes a second one after its
-# own steps.
+# $LANE_DIR/NN.result for the summary (collect_vm_lane). The background lane is one vm_worker; the main lane
+# becomes a second one after its own steps.
 LANE_DIR=$LOG_DIR/vm-lane
 # longest first, as measured on 2 cores with another VM beside each (2026-11-24): lvm_backup_faults 2108 s,
 # lvm_backup 1733 s, lvm_backup_soak 1444 s (beside the container steps), lvm about 600-900 s
