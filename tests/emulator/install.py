@@ -109,6 +109,8 @@ def install_wrappers(flavour, inst_dir):
     write_wrapper(os.path.join(b, fl["session"]), fl["session"], "cli.session_main(%r, sys.argv[1:])" % flavour)
     write_wrapper(os.path.join(b, "irisemu-dbcheck"), "irisemu-dbcheck", "cli.dbcheck_main(sys.argv[1:])")
     write_wrapper(os.path.join(b, "irisemu-load"), "irisemu-load", "cli.load_main(sys.argv[1:])")
+    write_wrapper(os.path.join(b, "irisemu-fault"), "irisemu-fault", "cli.fault_main(sys.argv[1:])")
+    write_wrapper(os.path.join(b, "irisemu-ctl"), "irisemu-ctl", "cli.ctl_main(sys.argv[1:])")
     write_wrapper(os.path.join(inst_dir, "bin", fl["stat"]), fl["stat"],
                   "cli.stat_main(%r, %r, sys.argv[1:])" % (flavour, inst_dir))
 

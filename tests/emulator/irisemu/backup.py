@@ -2,7 +2,7 @@
 import os
 import time
 
-from . import config, util
+from . import config, faults, util
 
 CLASS = "Backup.General"
 OK = "1"
@@ -76,7 +76,14 @@ def external_freeze(session, args):
             rep.msg("Failed to suspend system: system is already suspended (freeze started %s)"
                     % util.ctime(st["freeze"]["start"]), 2)
             return error_status(5001, "System is already suspended")
-        now = time.time()
+        # test-only fault: consumed only by a call that would otherwise suspend (state.lock -> faults.lock)
+        left = faults.take(inst, "freeze-fail")
+        if left is not None:
+            faults.fired(inst, "freeze-fail", "freeze-fail fired in pid %d: ExternalFreeze fails, nothing suspended "
+                                              "(%d left)" % (os.getpid(), left))
+            rep.msg("Failed to suspend system: irisemu fault injected (freeze-fail)", 2)
+            return error_status(5001, "irisemu fault injected (freeze-fail)")
+        now = start = time.time()
         st["freeze"] = {"start": now, "eft": eft, "wd_limit": wd_limit or None, "acked": False,
                         "pid": os.getpid(), "user": session.username, "text": text, "journal_file": None}
         st["freeze_ended"] = None
@@ -120,6 +127,17 @@ def external_freeze(session, args):
                         % config.FREEZE_ACK_MAX_WAIT, 2)
                 return error_status(5001, "Write daemon did not suspend")
         time.sleep(0.02)
+    # test-only fault: the write daemon is suspended, "System suspended" is not logged yet
+    if faults.sleep_delay(inst, "freeze-delay", "write daemon suspended, 'System suspended' not logged yet") \
+            and config.FREEZE_FAILS_WHEN_ENDED_DURING_DELAY:
+        with inst.state() as st:
+            fr = st.get("freeze")
+            ended = st.get("freeze_ended")
+            if fr is None or fr.get("pid") != os.getpid():
+                how = ended["reason"] if ended and ended.get("start") == start else "ExternalThaw"
+                rep.msg("Failed to suspend system: the freeze was ended (%s) before ExternalFreeze completed"
+                        % how, 2)
+                return error_status(5001, "Freeze ended (%s) before ExternalFreeze completed" % how)
     if required_ref is not None:
         required_ref.node.value = jf
     rep.msg("System suspended")
@@ -130,26 +148,49 @@ def external_thaw(session, args):
     inst = session.inst
     rep = Reporter(inst, session, "ExternalThaw", _arg(args, 0, ""))
     with inst.state() as st:
-        fr = st.get("freeze")
         ended = st.get("freeze_ended")
-        if fr:
-            st["freeze"] = None
-            st["freeze_ended"] = None
-            st["last_thaw"] = time.time()
-            outcome = "thawed"
+        if st.get("freeze"):
+            outcome = "suspended"
         elif ended:
             st["freeze_ended"] = None
             outcome = "ended"
         else:
             outcome = "none"
-    if outcome == "thawed":
+    if outcome == "suspended":
         rep.msg("Resuming system")
-        rep.msg("System resumed")
-        return OK
-    if outcome == "ended":
-        rep.msg("Resuming system")
-        rep.msg("Warning, the write daemon was already resumed (%s, %s) before ExternalThaw was called; "
-                "the backup taken during this freeze is not valid" % (ended["reason"], util.ctime(ended["at"])), 2)
+        # test-only faults (only for a thaw that has something to resume): delay, then hang, then fail
+        faults.sleep_delay(inst, "thaw-delay", "'Resuming system' logged, the system is still suspended")
+        left = faults.take(inst, "thaw-hang")
+        if left is not None:
+            faults.hang_forever(inst, left)
+        left = faults.take(inst, "thaw-fail")
+        if left is not None:
+            faults.fired(inst, "thaw-fail", "thaw-fail fired in pid %d: ExternalThaw fails, the system stays "
+                                            "suspended (%d left)" % (os.getpid(), left))
+            rep.msg("Failed to resume system: irisemu fault injected (thaw-fail)", 2)
+            return error_status(5001, "irisemu fault injected (thaw-fail)")
+        with inst.state() as st:
+            ended = st.get("freeze_ended")
+            if st.get("freeze"):
+                st["freeze"] = None
+                st["freeze_ended"] = None
+                st["last_thaw"] = time.time()
+                outcome = "thawed"
+            elif ended:  # ended by irisstat -W / WDSuspendLimit meanwhile
+                st["freeze_ended"] = None
+                outcome = "ended meanwhile"
+            else:  # thawed by another process meanwhile
+                outcome = "none"
+        if outcome == "thawed":
+            rep.msg("System resumed")
+            return OK
+    if outcome.startswith("ended"):
+        if outcome == "ended":
+            rep.msg("Resuming system")
+        rep.msg("Warning, the write daemon was already resumed (%s, %s) %s; the backup taken during this freeze "
+                "is not valid" % (ended["reason"], util.ctime(ended["at"]),
+                                  "before ExternalThaw was called" if outcome == "ended"
+                                  else "while ExternalThaw was running"), 2)
         return error_status(5001, "Write daemon resumed before ExternalThaw (%s); backup is not valid"
                             % ended["reason"])
     rep.msg("System is not suspended, nothing to resume")

@@ -1,4 +1,5 @@
-"""Entry points: iris / ccontrol, irissession / csession, irisstat / cstat, irisemu-load, irisemu-dbcheck."""
+"""Entry points: iris / ccontrol, irissession / csession, irisstat / cstat, and the test-only irisemu-load,
+irisemu-dbcheck, irisemu-fault (faults.py), irisemu-ctl."""
 import os
 import signal
 import sys
@@ -399,3 +400,25 @@ def load_main(argv):
 
 def dbcheck_main(argv):
     return dbfile.main(argv)
+
+
+def fault_main(argv):
+    from . import faults
+    return faults.main(argv)
+
+
+def ctl_main(argv):
+    """irisemu-ctl INSTANCE rotate-log   (test-only controls that are not faults)"""
+    import argparse
+    p = argparse.ArgumentParser(prog="irisemu-ctl", description="test-only controls of an emulated instance")
+    p.add_argument("instance")
+    p.add_argument("action", choices=("rotate-log",),
+                   help="rotate-log: rename messages.log (cconsole.log) to <log>.old_YYYYMMDD_HHMMSS, start a new one")
+    a = p.parse_args(argv)
+    inst = instance.find(a.instance)
+    if inst is None:
+        return _err("irisemu-ctl: instance %s not found" % a.instance)
+    if a.action == "rotate-log":
+        old = inst.rotate_log()
+        print("%s -> %s" % (inst.log_path, old) if old else "%s started (there was none)" % inst.log_path)
+    return 0

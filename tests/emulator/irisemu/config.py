@@ -100,6 +100,11 @@ THAW_WHEN_NOT_FROZEN_RC = RC_EXT_SUCCESS   # UNCONFIRMED: a thaw of a thawed sys
 THAW_AFTER_AUTO_RESUME_RC = RC_EXT_FAILURE  # UNCONFIRMED: thaw after WDSuspendLimit / irisstat -W reports 3
 FREEZE_WHEN_FROZEN_RC = RC_EXT_FAILURE     # UNCONFIRMED: second freeze fails
 SETHISTORY_HALTS = True   # UNCONFIRMED: ExternalSetHistory from an OS command exits 5 (recorded) / 3 (failed)
+# Emulator choice (real IRIS: UNCONFIRMED): an ExternalFreeze whose freeze was ended by another process
+# (ExternalThaw, irisstat -W, WDSuspendLimit) during an injected --freeze-delay, i.e. after the write daemon
+# acknowledged but before "System suspended", fails with 3 (like one ended before the acknowledgement always does).
+# False: it logs "System suspended" and returns 5 although the system is no longer suspended.
+FREEZE_FAILS_WHEN_ENDED_DURING_DELAY = True
 DEFAULT_PASSWORD = "SYS"                    # _SYSTEM / SuperUser / Admin, like the official images
 PBKDF2_ITERATIONS = 10000
 
@@ -163,3 +168,10 @@ BLOCK_SIZE = 8192
 BLOCKS_PER_DB = 16
 DEFAULT_WRITE_INTERVAL_MS = 100   # pause between two write cycles
 DEFAULT_BLOCK_PAUSE_MS = 2        # pause between two block writes inside a cycle
+
+# ---------------------------------------------------------------------------------------------------------------
+# messages.log / cconsole.log rotation (test-only `irisemu-ctl INST rotate-log`).  UNCONFIRMED: the Caché
+# documentation of [Startup] MaxConsoleLogSize says the next startup renames a full console log to
+# "filename.old_Date"; the exact name (and whether IRIS rotates while running) is not in the reference notes.  The
+# emulator renames <log> to <log> + this strftime suffix, e.g. messages.log.old_20250131_235959.
+LOG_ROTATE_SUFFIX = ".old_%Y%m%d_%H%M%S"

@@ -100,6 +100,13 @@ def set_cpf_value(path, section, key, value):
 
 # ---------------------------------------------------------------------------------------------------------------
 
+def _chmod_0666(fd):
+    try:
+        os.fchmod(fd, 0o666)
+    except PermissionError:
+        pass
+
+
 class Instance(object):
     def __init__(self, entry):
         self.entry = entry
@@ -232,9 +239,42 @@ class Instance(object):
         line = "%s (%d) %d [%s] %s\n" % (util.log_stamp(ts), os.getpid(), severity, category, text)
         fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
         try:
+            if os.fstat(fd).st_size == 0:
+                _chmod_0666(fd)  # a log this call created: 0666 whatever the umask (see README: Permissions)
             os.write(fd, line.encode())
         finally:
             os.close(fd)
+
+    def rotate_log(self, now=None):
+        """Rename messages.log / cconsole.log to <log>.old_YYYYMMDD_HHMMSS (config.LOG_ROTATE_SUFFIX) and start a
+        new one (test-only `irisemu-ctl INST rotate-log`).  Atomic for concurrent writers: the old file gets its
+        second name by a hard link, then a prepared new file replaces messages.log by rename(2), so there is always
+        a messages.log and every line lands in exactly one of the two files.  Returns the old file's new name."""
+        now = time.time() if now is None else now
+        base = self.log_path + time.strftime(config.LOG_ROTATE_SUFFIX, time.localtime(now))
+        old, n = base, 0
+        while os.path.lexists(old):
+            n += 1
+            old = "%s_%d" % (base, n)
+        try:
+            cur = os.stat(self.log_path)
+        except FileNotFoundError:
+            cur = None
+        tmp = self.log_path + ".irisemu-new"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        try:
+            _chmod_0666(fd)
+            if cur is not None and os.geteuid() == 0:
+                os.fchown(fd, cur.st_uid, cur.st_gid)
+            os.write(fd, ("%s (%d) 0 [Generic.Event] irisemu: %s started, the previous log was renamed to %s\n"
+                          % (util.log_stamp(now), os.getpid(), os.path.basename(self.log_path),
+                             os.path.basename(old) if cur is not None else "(none)")).encode())
+        finally:
+            os.close(fd)
+        if cur is not None:
+            os.link(self.log_path, old)
+        os.rename(tmp, self.log_path)
+        return old if cur is not None else None
 
     # -- journal --------------------------------------------------------------------------------------------------
     def journal_files(self):

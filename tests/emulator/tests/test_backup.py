@@ -2,6 +2,7 @@
 import os
 import re
 import signal
+import stat
 import subprocess
 import time
 
@@ -140,6 +141,10 @@ def test_logfile_destinations(emu, inst, flavour, tmp_path):
     assert r.returncode == 5 and r.stdout == ""
     text = open(logf).read()
     assert "Backup.General.ExternalFreeze: System suspended" in text
+    # created with mode 0666 minus the caller's umask (README: Permissions)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(os.stat(logf).st_mode) == 0o666 & ~umask
     assert "Journal file switched to:" not in text  # SwitchJournalFile=0
     st = emu.state(d)
     cur = st["journal"]["current"]
@@ -244,9 +249,17 @@ def test_wd_suspend_limit_write_daemon_resumes(emu, inst, flavour):
     name, d = inst
     assert freeze(emu, name, flavour, ",,,,,,,,,2").returncode == 5
     g = emu.generation(d)
-    # the write daemon resumes by itself (no command looks at the state meanwhile)
+    wd = emu.wd_pid(d)
+    # the write daemon resumes by itself (no command looks at the state meanwhile: emu.generation reads the file)
     emu.wait_generation(d, g + 2, timeout=5)
+    # ... and says so in messages.log, as the write daemon's own pid
+    assert re.search(LOGSTAMP.replace(r"\(\d+\)", r"\(%d\)" % wd)
+                     + r"1 \[Utility\.Event\] Backup\.General\.ExternalFreeze: Write daemon resumed after "
+                       r"WDSuspendLimit \(2 seconds\); the backup started at .+ is not valid\n", log_text(d, flavour))
     assert suspended_rc(emu, name, flavour) == 3
+    assert "WDSUSPD" not in emu.run([os.path.join(d, "bin", FLAV[flavour]["stat"])]).stdout
+    r = thaw(emu, name, flavour, "0")
+    assert r.returncode == 3 and "WDSuspendLimit" in r.stdout and "not valid" in r.stdout
 
 
 def test_required_file_and_text_marker(emu, inst, flavour):
