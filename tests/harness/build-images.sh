@@ -12,6 +12,9 @@
 #                             tests/emulator in /opt/irisemu-src, instances IRIS (iris, /usr/irissys, irisowner) and
 #                             CACHE (cache, /usr/cachesys, cacheusr), started at boot by irisemu-instances.service.
 #                             Rebuilt whenever tests/emulator changes (docker's layer cache sees the new files).
+#                             Also openssh-server (not started at boot) and restic; root accepts the test key pair
+#                             .cache/images/emu_ssh_key{,.pub} (generated here once, $IRISOPS_EMU_SSH_KEY):
+#                             ssh -i "$IRISOPS_EMU_SSH_KEY" -o ProxyCommand='docker exec -i CTR /usr/sbin/sshd -i' root@x
 #
 # --no-emu   stop after the systemd image.   --force   debootstrap and import again even if cached.
 # Needs root (debootstrap), a running docker engine and the Debian mirror (the one apt uses, or $DEBIAN_MIRROR).
@@ -126,6 +129,12 @@ build_emu() {
     rsync -a --delete --exclude=__pycache__/ --exclude='*.pyc' --exclude=.pytest_cache/ \
         tests/emulator/ "$ctx/emulator/"
     cp tests/harness/images/iris-emu.Dockerfile tests/harness/images/irisemu-instances.service "$ctx/"
+    # the test key pair root accepts over `sshd -i`: made once, kept (a new key would rebuild the image layers)
+    if [ ! -s "$IRISOPS_EMU_SSH_KEY" ] || [ ! -s "$IRISOPS_EMU_SSH_KEY.pub" ]; then
+        rm -f "$IRISOPS_EMU_SSH_KEY" "$IRISOPS_EMU_SSH_KEY.pub"
+        ssh-keygen -q -t ed25519 -N '' -C irisops-emu-test -f "$IRISOPS_EMU_SSH_KEY"
+    fi
+    cp "$IRISOPS_EMU_SSH_KEY.pub" "$ctx/emu_ssh_key.pub"
     local old new
     old=$(image_id "$IRISOPS_IMAGE_EMU")
     docker build -q --build-arg "BASE_IMAGE=$IRISOPS_IMAGE_SYSTEMD" -t "$IRISOPS_IMAGE_EMU" \
