@@ -70,17 +70,17 @@ options:
   deadman_timeout:
     description:
       - Seconds after arming at which the dead-man switch thaws an instance that is still frozen by this freeze
-        (armed right after the freeze; by M(irisops.backup.iris_lvm_snapshot) just before it, outside the freeze
-        window) (C(ExternalThaw) as O(run_as), falling back to C(iris stat INSTANCE -W)), logging at priority
+        (armed just before the freeze, so that even an C(ExternalFreeze) that completes after the module was killed
+        is covered) (C(ExternalThaw) as O(run_as), falling back to C(iris stat INSTANCE -W)), logging at priority
         C(crit) to syslog and to C(/var/log/irisops-deadman.log).
       - On hosts running systemd (as root) it is a transient timer C(irisops-deadman-<INSTANCE>.timer); elsewhere a
-        detached sleeper process. State lives in C(/run/irisops/deadman/).
+        detached sleeper process. State lives in C(/run/irisops/deadman/) (root) or a verified private directory of
+        the user.
       - Default C(min(300, ExternalFreezeTimeOut - 60)) with O(external_freeze_timeout) (IRIS default 600), half of
         it for freeze timeouts of 120 s or less. Keep it below O(external_freeze_timeout) and above the time your
-        snapshot needs.
-      - V(0) disables the switch (with a warning). If arming fails after a successful freeze, the instances this
-        task froze are thawed and the task fails (M(irisops.backup.iris_lvm_snapshot) arms first and then freezes
-        nothing); a freeze is never left without its switch.
+        snapshot needs; a switch that fires before the thaw makes that backup invalid.
+      - V(0) disables the switch (with a warning). If a switch cannot be armed, nothing is frozen; a freeze is never
+        left without its switch.
     type: int
 """
 

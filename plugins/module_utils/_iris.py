@@ -23,15 +23,20 @@ import pwd
 import grp
 import re
 import shutil
-import signal
-import subprocess
 import tempfile
 import threading
 import time
 
+try:
+    from ansible_collections.irisops.backup.plugins.module_utils import _run
+except ImportError:  # an on-host copy (hook program, irisops-backup, dead-man switch): the files side by side
+    import _run  # pylint: disable=import-error
+
 __metaclass__ = type
 
-API_VERSION = 1
+#: The interface the on-host programs (irisops-hook, irisops-backup) were written against; they refuse a copy of
+#: this file with another value.
+API_VERSION = 2
 
 # UNCONFIRMED facts this file relies on, each kept in one constant below so that it is easy to correct:
 #   SET_HISTORY_WRAP   ExternalSetHistory's exit status from an OS command, and its (LogFile, Text) signature
@@ -85,6 +90,10 @@ def backup_role_resources(flavour):
     return ','.join(p.replace('{sysdb}', sysdb) for p in BACKUP_ROLE_PRIVILEGES)
 
 
+#: IRIS default ExternalFreezeTimeOut (seconds) when a freezer is not given one (CONFIRMED: Data Integrity Guide;
+#: the one default of the collection, docs/unconfirmed.md row 8 for the 1200 s cap).
+DEFAULT_EXTERNAL_FREEZE_TIMEOUT = 600
+
 #: Default waits (seconds) for one session.  A session against an instance frozen past its
 #: ExternalFreezeTimeOut blocks at login, so every call has a bound.
 DEFAULT_SESSION_TIMEOUT = 60
@@ -92,8 +101,6 @@ DEFAULT_QUERY_TIMEOUT = 30
 #: Minimum bound (seconds) for the `stat -W` fallback: it does not log in, so it does not hang like a session
 #: does, but it must not be cut short by a small session timeout on a busy host.
 STAT_MIN_TIMEOUT = 30
-#: Seconds between SIGTERM and SIGKILL of a timed-out process group.
-KILL_GRACE = 2.0
 
 #: Flavour table.  Command names are looked up on PATH (plus EXTRA_BIN_DIRS), then in <install_dir>/bin.
 FLAVOURS = {
@@ -150,11 +157,10 @@ JOURNAL_FILE_RE = re.compile(r'^[A-Za-z0-9_-]*\d{8}\.\d{3,}[a-z]?$')
 # ---------------------------------------------------------------------------------------------------------------
 
 def subprocess_runner(argv, data=None, timeout=None, env=None):
-    """Run ``argv`` (a list, no shell) and return ``(rc, stdout, stderr)`` as text.
-
-    ``data`` is written to stdin (stdin is /dev/null when it is None, so a session that prompts for a
-    username sees end-of-file instead of waiting forever).  The child runs in a new session/process group;
-    after ``timeout`` seconds the whole group gets SIGTERM, then SIGKILL after KILL_GRACE, and rc is None.
+    """Run ``argv`` (a list, no shell) through the collection's one runner (_run.run) and return
+    ``(rc, stdout, stderr)`` as text: stdin is /dev/null unless ``data`` is given (a session that prompts for a
+    username sees end-of-file instead of waiting forever), the child runs in a new session, and after ``timeout``
+    seconds its whole process group is killed and rc is None.
 
     Why not AnsibleModule.run_command: it has no timeout, and an IRIS session against an instance that stayed
     frozen past its ExternalFreezeTimeOut hangs at login (documented IRIS behaviour: new processes cannot sign
@@ -162,50 +168,7 @@ def subprocess_runner(argv, data=None, timeout=None, env=None):
     """
     if not isinstance(argv, (list, tuple)) or not argv:
         raise ValueError('argv must be a non-empty list')
-    argv = [str(a) for a in argv]
-    try:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-            start_new_session=True,
-            close_fds=True,
-        )
-    except OSError as exc:
-        return 127, '', '%s: %s' % (argv[0], exc)
-    payload = data.encode('utf-8') if isinstance(data, str) else data
-    try:
-        out, err = proc.communicate(input=payload, timeout=timeout)
-        rc = proc.returncode
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        try:
-            out, err = proc.communicate(timeout=KILL_GRACE + 3)
-        except subprocess.TimeoutExpired:
-            out, err = b'', b''
-        rc = None
-    return rc, _text(out), _text(err)
-
-
-def _kill_group(proc):
-    for sig, wait in ((signal.SIGTERM, KILL_GRACE), (signal.SIGKILL, 1.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except OSError:
-            pass
-        deadline = time.time() + wait
-        while time.time() < deadline:
-            if proc.poll() is not None:
-                break
-            time.sleep(0.05)
-    # Children that moved to their own session (sudo with use_pty) got SIGTERM relayed by sudo; make sure the
-    # direct child is gone in any case.
-    try:
-        proc.kill()
-    except OSError:
-        pass
+    return _run.run(argv, data=data, timeout=timeout, env=env if env is not None else _run.command_env('iris'))
 
 
 def _text(value):
@@ -541,6 +504,61 @@ def parse_thaw_log(text):
     return res
 
 
+#: Instance-log lines that mark a freeze starting and a write daemon resuming (IRIS 2021.1 messages.log, verbatim in
+#: the reference; "Write daemon resumed" after WDSuspendLimit / irisstat -W is UNCONFIRMED wording, matched loosely).
+#: The freeze engine counts them since a position to tell its own freeze from a later one (docs/unconfirmed.md 11).
+FREEZE_LOG_EVENTS = (
+    ('suspending', re.compile(r'ExternalFreeze:\s+Suspending system')),
+    ('suspended', re.compile(r'ExternalFreeze:\s+System suspended')),
+    ('resumed', re.compile(r'ExternalThaw:\s+System resumed|[Ww]rite daemon resumed')),
+)
+
+
+def log_events(text):
+    """The freeze/resume events (``'suspending'``, ``'suspended'``, ``'resumed'``) of instance-log text, in order."""
+    events = []
+    for line in (text or '').splitlines():
+        for kind, pattern in FREEZE_LOG_EVENTS:
+            if pattern.search(line):
+                events.append(kind)
+                break
+    return events
+
+
+def log_position(instance):
+    """Where the instance log (messages.log / cconsole.log) ends now: ``dict(path, inode, offset)``, or None."""
+    path = instance.get('messages_log')
+    if not path:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return {'path': path, 'inode': st.st_ino, 'offset': st.st_size}
+
+
+def log_events_since(position, read_from=None):
+    """The events logged since ``position`` (see log_position), or None when the log cannot tell: no position, the
+    file was rotated (another inode, or shorter than the position) or cannot be read."""
+    if not position or not position.get('path'):
+        return None
+    try:
+        if read_from is not None:
+            text = read_from(position)
+        else:
+            with open(position['path'], 'rb') as f:
+                st = os.fstat(f.fileno())
+                if st.st_ino != position.get('inode') or st.st_size < position.get('offset', 0):
+                    return None
+                f.seek(position.get('offset', 0))
+                text = f.read().decode('utf-8', 'replace')
+    except (IOError, OSError):
+        return None
+    if text is None:
+        return None
+    return log_events(text)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Discovery
 # ---------------------------------------------------------------------------------------------------------------
@@ -737,6 +755,27 @@ def list_journal_files(dirs):
             if JOURNAL_FILE_RE.match(n) and os.path.isfile(os.path.join(d, n)):
                 files.add(os.path.join(d, n))
     return sorted(files)
+
+
+def instance_dirs(inst, include_install=True):
+    """``(role, directory)`` pairs that hold an instance's data, in backup order: the installation and durable
+    %SYS directories, every local database, the current and alternate journal directories, and the WIJ.  A
+    snapshot backup must contain all of them from one moment (IRIS Data Integrity Guide)."""
+    dirs = []
+    if include_install and inst.get('install_dir'):
+        dirs.append(('install', inst['install_dir']))
+    if include_install and inst.get('data_dir') and inst['data_dir'] != inst.get('install_dir'):
+        dirs.append(('data', inst['data_dir']))
+    names = dict((v, k) for k, v in (inst.get('databases') or {}).items())
+    for d in inst.get('database_dirs') or []:
+        dirs.append(('database %s' % names.get(d, '?'), d))
+    if inst.get('journal_current_dir'):
+        dirs.append(('journal', inst['journal_current_dir']))
+    if inst.get('journal_alternate_dir') and inst['journal_alternate_dir'] != inst.get('journal_current_dir'):
+        dirs.append(('alternate journal', inst['journal_alternate_dir']))
+    if inst.get('wij_dir'):
+        dirs.append(('wij', inst['wij_dir']))
+    return dirs
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -1061,7 +1100,7 @@ def _state_check(runner, instance, res, run_as, username, password, timeout, cur
     state = is_frozen(runner, instance, run_as=run_as, username=username, password=password,
                       timeout=min(timeout or DEFAULT_QUERY_TIMEOUT, DEFAULT_QUERY_TIMEOUT),
                       current_user=current_user)
-    res['state_check'] = _brief(state)
+    res['state_check'] = brief(state)
     return state
 
 
@@ -1126,16 +1165,16 @@ def freeze(runner, instance, log_file=None, text=None, switch_journal=None, exte
     res['frozen'] = False
     after = is_frozen(runner, instance, run_as=run_as, username=username, password=password,
                       timeout=DEFAULT_QUERY_TIMEOUT, current_user=current_user)
-    res['state_after_failure'] = _brief(after)
+    res['state_after_failure'] = brief(after)
     next_step = 'check the instance log (%s) and the output above, fix the cause and retry' % (
         instance.get('messages_log') or FLAVOURS[instance.get('flavour') or 'iris']['log'])
     if after['frozen'] or (after['failed'] and rc is None):
         res['suspended_after_failure'] = bool(after['frozen'])
         if thaw_on_failure:
             t = thaw(runner, instance, timeout=timeout, run_as=run_as, username=username, password=password,
-                     check_state=False, tmp_dir=tmp_dir, current_user=current_user)
+                     check_state=False, tmp_dir=tmp_dir, current_user=current_user, stat_fallback=True)
             res['thawed_after_failure'] = not t['failed']
-            res['thaw_after_failure'] = _brief(t)
+            res['thaw_after_failure'] = brief(t)
             if t['failed']:
                 next_step = ('THE INSTANCE MAY STILL BE FROZEN and the automatic thaw failed (%s): run iris_thaw '
                              'with stat_fallback=true now' % t['msg'])
@@ -1156,7 +1195,8 @@ def _public_freeze_fields(parsed):
     }
 
 
-def _brief(res):
+def brief(res):
+    """The part of a session result worth returning inside another result."""
     keys = ('rc', 'failed', 'msg', 'command', 'duration_ms', 'frozen', 'thawed_by', 'stdout', 'stderr')
     return dict((k, res.get(k)) for k in keys if k in res)
 
@@ -1246,7 +1286,7 @@ def thaw(runner, instance, log_file=None, timeout=DEFAULT_SESSION_TIMEOUT, run_a
         res['stat_fallback'] = {'command': stat_argv, 'rc': src, 'stdout': sout, 'stderr': serr, 'duration_ms': sdur}
         after = is_frozen(runner, instance, run_as=run_as, username=username, password=password,
                           timeout=DEFAULT_QUERY_TIMEOUT, current_user=current_user)
-        res['state_after'] = _brief(after)
+        res['state_after'] = brief(after)
         if after['frozen'] is False:
             res.update(changed=True, frozen=False, thawed_by='stat -W', thawed_at=_now_iso(),
                        msg='instance %s: %s; resumed the write daemon with `%s`' % (
@@ -1307,6 +1347,17 @@ def set_history(runner, instance, log_file=None, text=None, timeout=DEFAULT_SESS
     return res
 
 
+def run_concurrently(fn, items):
+    """Call ``fn(item)`` for every item, one thread each (sessions of different instances run side by side: the
+    freeze window is as long as the slowest one, not the sum).  A single item runs in this thread."""
+    items = list(items)
+    if len(items) == 1:
+        fn(items[0])
+    elif items:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(items)) as pool:
+            list(pool.map(fn, items))
+
+
 def freeze_many(runner, instances, run_as=None, **kwargs):
     """Freeze several instances concurrently (one thread each), all or nothing.
 
@@ -1333,11 +1384,7 @@ def freeze_many(runner, instances, run_as=None, **kwargs):
         with lock:
             results[inst['name']] = r
 
-    if len(instances) == 1:
-        one(instances[0])
-    elif instances:
-        with concurrent.futures.ThreadPoolExecutor(max_workers=len(instances)) as pool:
-            list(pool.map(one, instances))
+    run_concurrently(one, instances)
 
     failed = [n for n, r in results.items() if r['failed']]
     rolled_back = {}
@@ -1350,8 +1397,9 @@ def freeze_many(runner, instances, run_as=None, **kwargs):
                 continue
             need = r.get('changed') or (r.get('suspended_after_failure') and not r.get('thawed_after_failure'))
             if need:
-                t = thaw(runner, inst, run_as=user_for(inst), check_state=False, **thaw_kwargs)
-                rolled_back[inst['name']] = _brief(t)
+                # the stat -W fallback too: a rollback that leaves an instance frozen is the worst outcome
+                t = thaw(runner, inst, run_as=user_for(inst), check_state=False, stat_fallback=True, **thaw_kwargs)
+                rolled_back[inst['name']] = brief(t)
                 if not t['failed']:
                     r['changed'] = False
                     r['frozen'] = False
@@ -1376,11 +1424,13 @@ def freeze_many(runner, instances, run_as=None, **kwargs):
     }
 
 
-def select_instances(instances, selection, running_only_for_all=True):
+def select_instances(instances, selection, running_only_for_all=True, include_inhibited=False):
     """Resolve ``selection`` (a name, a list of names, or 'all') against discovered instances.
 
-    Returns ``(selected, errors)``.  'all' means every instance that is ready (running); names are matched
-    case-insensitively; unknown names produce an error listing the known instances.
+    Returns ``(selected, errors)``.  'all' means every instance that is ready (running), or with
+    ``include_inhibited`` every instance that is up (also "sign-on inhibited": a thaw must reach an instance frozen
+    past its ExternalFreezeTimeOut, which may show that way); names are matched case-insensitively; unknown names
+    produce an error listing the known instances.
     """
     if isinstance(selection, str):
         selection = [selection]
@@ -1395,7 +1445,8 @@ def select_instances(instances, selection, running_only_for_all=True):
         if len(selection) > 1:
             errors.append("'all' cannot be combined with instance names: %s; give either 'all' or only names"
                           % ', '.join(str(s) for s in selection))
-        selected = [i for i in instances if i.get('ready') or not running_only_for_all]
+        selected = [i for i in instances if i.get('ready') or not running_only_for_all
+                    or (include_inhibited and i.get('up'))]
         return selected, errors
     for name in selection:
         inst = find_instance(instances, name)
@@ -1447,7 +1498,8 @@ def log_file_error(path):
     return None
 
 
-def prepare_selection(selection, runner=None, which=None, read_file=None, require_ready=True, run_as=None):
+def prepare_selection(selection, runner=None, which=None, read_file=None, require_ready=True, run_as=None,
+                      include_inhibited=False):
     """Discover instances and resolve ``selection``; check each selected instance is usable.
 
     Returns ``dict(instances, selected, errors, discovery_errors)``; ``errors`` lists every reason not to go on
@@ -1460,7 +1512,7 @@ def prepare_selection(selection, runner=None, which=None, read_file=None, requir
                       % ((': ' + '; '.join(discovery_errors)) if discovery_errors else
                          ' - neither iris nor ccontrol is on PATH, /usr/bin or /usr/local/bin'))
         return {'instances': [], 'selected': [], 'errors': errors, 'discovery_errors': discovery_errors}
-    selected, sel_errors = select_instances(instances, selection)
+    selected, sel_errors = select_instances(instances, selection, include_inhibited=include_inhibited)
     errors.extend(sel_errors)
     if require_ready:
         for inst in selected:
@@ -1482,391 +1534,3 @@ def public_instance(inst):
     """The instance facts returned by modules (internal helper keys dropped)."""
     drop = ('qlist_line',)
     return dict((k, v) for k, v in inst.items() if k not in drop)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Dead-man switch (irisops.backup.iris_freeze arms it, iris_thaw disarms it)
-# ---------------------------------------------------------------------------------------------------------------
-#
-# Why: a frozen instance hangs users once its ExternalFreezeTimeOut is over, and nothing thaws it when the
-# controller dies between the freeze and the thaw task (ansible-playbook SIGKILLed, SSH cut, AWX job cancelled).
-# So every freeze arms an on-host timer that does not depend on the Ansible connection:
-#   * systemd hosts (/run/systemd/system exists, running as root): a transient timer + service made with
-#     `systemd-run --on-active=N --unit irisops-deadman-<INSTANCE>`; it survives the module, the connection and
-#     the controller, and `systemctl stop` disarms it;
-#   * elsewhere: a detached sleeper (new session, reparented to init when the module exits) whose pid is kept
-#     in the state file.
-# When it fires it runs THIS file (`python3 _iris.py deadman-fire STATE TOKEN`): the thaw logic is the one in
-# this module (thaw() with the stat -W fallback), not a second implementation.  At arm time the module writes a
-# verbatim copy of the _iris.py source that is running (deadman_source(): from the file, or from the AnsiballZ
-# zip through the loader) to DEADMAN_DIR/_iris.py.  A `__main__` entry point in this file was chosen over a
-# separate entry script so that there is a single file to copy and keep in step (the hooks role copies it too).
-#
-# The switch fires only for the freeze that armed it: the state file holds a random token that the timer's
-# command line repeats (a re-arm or a disarm replaces/removes it), and the last "System suspended" line of the
-# instance log (messages.log / cconsole.log) must be unchanged since the arm (a later, foreign freeze writes a
-# new one).  No credentials are stored: the firing thaw logs in by OS authentication as run_as, and when that
-# fails or hangs it resumes the write daemon with `iris stat INST -W` (needs no login).
-
-#: Where state files, the copy of this file and the sleeper pids live (tmpfs: a reboot disarms everything, and
-#: a reboot also ends the freeze).
-DEADMAN_DIR = '/run/irisops/deadman'
-#: File every firing appends a line to (besides syslog/journal through `logger`).
-DEADMAN_LOG = '/var/log/irisops-deadman.log'
-#: syslog priority of the "thawed it" message.
-DEADMAN_PRIORITY = 'user.crit'
-DEADMAN_TAG = 'irisops-deadman'
-DEADMAN_UNIT_PREFIX = 'irisops-deadman-'
-#: IRIS default ExternalFreezeTimeOut (seconds) when iris_freeze is not given one.
-DEFAULT_EXTERNAL_FREEZE_TIMEOUT = 600
-#: Upper bound of the default dead-man timeout, and the margin kept below ExternalFreezeTimeOut.
-DEADMAN_DEFAULT_MAX = 300
-DEADMAN_MARGIN = 60
-
-
-def default_deadman_timeout(external_freeze_timeout=None):
-    """min(300, ExternalFreezeTimeOut - 60); for short freeze timeouts half of it (at least 1 s)."""
-    eft = external_freeze_timeout or DEFAULT_EXTERNAL_FREEZE_TIMEOUT
-    if eft > 2 * DEADMAN_MARGIN:
-        return min(DEADMAN_DEFAULT_MAX, eft - DEADMAN_MARGIN)
-    return max(1, eft // 2)
-
-
-def deadman_dir():
-    """DEADMAN_DIR as root; a per-user directory under the temp dir otherwise (cannot write /run)."""
-    if os.geteuid() == 0:
-        return DEADMAN_DIR
-    return os.path.join(tempfile.gettempdir(), 'irisops-deadman-%d' % os.geteuid())
-
-
-def deadman_safe_name(name):
-    """Instance name usable in a unit and file name (IRIS names are letters, digits, '_' and '-' anyway)."""
-    return re.sub(r'[^A-Za-z0-9_-]', '_', name or '')
-
-
-def deadman_unit(name):
-    return DEADMAN_UNIT_PREFIX + deadman_safe_name(name)
-
-
-def deadman_state_path(name, directory=None):
-    return os.path.join(directory or deadman_dir(), deadman_safe_name(name) + '.json')
-
-
-def deadman_source():
-    """The source text of the _iris module that is running (plain file or inside an AnsiballZ zip)."""
-    loader = globals().get('__loader__')
-    name = globals().get('__name__')
-    for getter in ('get_source',):
-        fn = getattr(loader, getter, None)
-        if fn is not None:
-            try:
-                src = fn(name)
-                if src:
-                    return src
-            except Exception:  # pylint: disable=broad-except
-                pass
-    path = globals().get('__file__')
-    fn = getattr(loader, 'get_data', None)
-    if fn is not None and path:
-        try:
-            return _text(fn(path))
-        except Exception:  # pylint: disable=broad-except
-            pass
-    return _read_text(path)
-
-
-def _write_atomic(path, text, mode=0o600):
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix='.tmp-', dir=directory)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(text.encode('utf-8') if isinstance(text, str) else text)
-        os.chmod(tmp, mode)
-        os.rename(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def _write_deadman_state(path, state):
-    import json
-    _write_atomic(path, json.dumps(state, indent=1, sort_keys=True), 0o600)
-
-
-def deadman_read_state(name, directory=None):
-    """The state dict of the switch armed for ``name``, or None."""
-    import json
-    try:
-        with open(deadman_state_path(name, directory), 'r') as f:
-            return json.load(f)
-    except (IOError, OSError, ValueError):
-        return None
-
-
-def last_suspend_mark(instance, read_tail=None, size=65536):
-    """The last "System suspended" line of the instance log (messages.log / cconsole.log), or None."""
-    path = instance.get('messages_log')
-    if not path:
-        return None
-    try:
-        if read_tail is not None:
-            text = read_tail(path)
-        else:
-            with open(path, 'rb') as f:
-                f.seek(0, os.SEEK_END)
-                f.seek(max(0, f.tell() - size))
-                text = f.read().decode('utf-8', 'replace')
-    except (IOError, OSError):
-        return None
-    mark = None
-    for line in text.replace('\r\n', '\n').split('\n'):
-        if 'System suspended' in line:
-            mark = line.strip()
-    return mark
-
-
-def build_deadman_systemd_argv(name, seconds, python, script, state_path, token, systemd_run='systemd-run'):
-    """argv of the transient systemd timer that fires ``script deadman-fire STATE TOKEN`` after ``seconds``."""
-    return [systemd_run, '--unit', deadman_unit(name), '--on-active=%ds' % int(seconds),
-            '--timer-property=AccuracySec=1s', '--description',
-            'irisops dead-man switch: thaw IRIS instance %s if still frozen' % name,
-            '--property=TimeoutStartSec=%d' % (DEFAULT_SESSION_TIMEOUT * 3 + 30),
-            python, script, 'deadman-fire', state_path, token]
-
-
-def build_deadman_sleeper_argv(python, script, state_path, token, seconds):
-    """argv of the detached sleeper (hosts without systemd)."""
-    return [python, script, 'deadman-sleep', state_path, token, str(int(seconds))]
-
-
-def _use_systemd(systemd_dir='/run/systemd/system'):
-    return os.geteuid() == 0 and os.path.isdir(systemd_dir) and find_executable('systemd-run') is not None
-
-
-def deadman_arm(instance, seconds, run_as=None, timeout=DEFAULT_SESSION_TIMEOUT, runner=None, python=None,
-                directory=None, mechanism=None, source=None, armed_by='iris_freeze', before_freeze=False):
-    """Arm the switch for one frozen instance.  Returns ``dict(armed, mechanism, fires_at, state_file, unit|pid,
-    failed, msg)``; an existing switch for the instance is disarmed first (a re-freeze re-arms).  ``armed_by``
-    names the freezer in the log line of a firing switch (iris_freeze, iris_lvm_snapshot, irisops-hook).
-
-    ``before_freeze``: arm for a freeze that is about to happen (iris_lvm_snapshot arms every switch before its
-    freeze window opens, so the systemctl/systemd-run calls cost no frozen time).  The state then records the log's
-    last "System suspended" line before the freeze; call deadman_mark_frozen() once the freeze succeeded."""
-    import sys
-    runner = runner or subprocess_runner
-    directory = directory or deadman_dir()
-    name = instance['name']
-    res = {'armed': False, 'mechanism': None, 'fires_at': None, 'failed': False, 'msg': ''}
-    try:
-        deadman_disarm(name, runner=runner, directory=directory)
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        script = os.path.join(directory, '_iris.py')
-        _write_atomic(script, source if source is not None else deadman_source(), 0o600)
-        token = os.urandom(8).hex()
-        if mechanism is None:
-            mechanism = 'systemd' if _use_systemd() else 'process'
-        armed_at = time.time()
-        fires_at = datetime.datetime.fromtimestamp(armed_at + seconds, datetime.timezone.utc)
-        state = {
-            'instance': name, 'token': token, 'seconds': int(seconds), 'mechanism': mechanism,
-            'armed_at': _now_iso(), 'fires_at': fires_at.replace(microsecond=0, tzinfo=None).isoformat() + 'Z',
-            'run_as': _resolve_run_as(instance, run_as), 'timeout': int(timeout or DEFAULT_SESSION_TIMEOUT),
-            'suspend_mark': None if before_freeze else last_suspend_mark(instance), 'log_file': DEADMAN_LOG,
-            'unit': deadman_unit(name) if mechanism == 'systemd' else None, 'pid': None,
-            'armed_by': armed_by or 'iris_freeze',
-        }
-        if before_freeze:
-            state['mark_before_freeze'] = last_suspend_mark(instance)
-        state_path = deadman_state_path(name, directory)
-        _write_deadman_state(state_path, state)
-        python = python or sys.executable or 'python3'
-        if mechanism == 'systemd':
-            argv = build_deadman_systemd_argv(name, seconds, python, script, state_path, token,
-                                              systemd_run=find_executable('systemd-run') or 'systemd-run')
-            rc, out, err = runner(argv, None, DEFAULT_QUERY_TIMEOUT)
-            res['command'] = argv
-            if rc != 0:
-                _remove(state_path)
-                res.update(failed=True, msg='could not arm the dead-man switch for instance %s: `%s` exited %s: %s'
-                           % (name, ' '.join(argv), rc, (err or out).strip()))
-                return res
-        else:
-            argv = build_deadman_sleeper_argv(python, script, state_path, token, seconds)
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL, close_fds=True, start_new_session=True, cwd='/')
-            state['pid'] = proc.pid
-            _write_deadman_state(state_path, state)
-            time.sleep(0.2)
-            if proc.poll() is not None:
-                _remove(state_path)
-                res.update(failed=True, msg='could not arm the dead-man switch for instance %s: the sleeper `%s` '
-                                            'exited at once with %s' % (name, ' '.join(argv), proc.returncode))
-                return res
-            res['command'] = argv
-            res['pid'] = proc.pid
-        res.update(armed=True, mechanism=mechanism, fires_at=state['fires_at'], seconds=int(seconds),
-                   state_file=state_path, unit=state['unit'],
-                   msg='dead-man switch armed for instance %s: thaws it at %s unless iris_thaw runs first'
-                       % (name, state['fires_at']))
-    except (IOError, OSError, ValueError) as exc:
-        res.update(failed=True, msg='could not arm the dead-man switch for instance %s: %s' % (name, exc))
-    return res
-
-
-def deadman_mark_frozen(instance, directory=None):
-    """Record the freeze of a switch armed with ``before_freeze``: its "System suspended" line, from then on the
-    switch thaws only this freeze.  A log read and a file write, no process: cheap enough inside the freeze window.
-    Returns False when there is no switch for the instance (or the state cannot be written)."""
-    state = deadman_read_state(instance['name'], directory)
-    if state is None:
-        return False
-    state['suspend_mark'] = last_suspend_mark(instance)
-    try:
-        _write_deadman_state(deadman_state_path(instance['name'], directory), state)
-    except (IOError, OSError):
-        return False
-    return True
-
-
-def _remove(path):
-    try:
-        os.unlink(path)
-        return True
-    except OSError:
-        return False
-
-
-def _pid_is_sleeper(pid, state_path):
-    try:
-        with open('/proc/%d/cmdline' % int(pid), 'rb') as f:
-            argv = f.read().split(b'\0')
-    except (IOError, OSError, ValueError, TypeError):
-        return False
-    return b'deadman-sleep' in argv and state_path.encode('utf-8') in argv
-
-
-def deadman_disarm(name, runner=None, directory=None):
-    """Stop the timer / kill the sleeper and remove the state.  Idempotent: ``dict(disarmed, was_armed, ...)``."""
-    runner = runner or subprocess_runner
-    directory = directory or deadman_dir()
-    state_path = deadman_state_path(name, directory)
-    state = deadman_read_state(name, directory)
-    res = {'was_armed': state is not None, 'disarmed': False, 'mechanism': state.get('mechanism') if state else None}
-    if os.geteuid() == 0 and os.path.isdir('/run/systemd/system'):
-        systemctl = find_executable('systemctl')
-        if systemctl:
-            unit = deadman_unit(name)
-            # Always try: a timer can outlive a lost state file.  Stopping units that do not exist is harmless.
-            runner([systemctl, 'stop', unit + '.timer'], None, DEFAULT_QUERY_TIMEOUT)
-            runner([systemctl, 'reset-failed', unit + '.timer', unit + '.service'], None, DEFAULT_QUERY_TIMEOUT)
-    if state and state.get('pid') and _pid_is_sleeper(state['pid'], state_path):
-        try:
-            os.kill(int(state['pid']), signal.SIGTERM)
-        except OSError:
-            pass
-    res['disarmed'] = _remove(state_path) or res['was_armed']
-    return res
-
-
-def deadman_status(name, directory=None):
-    """``dict(armed, mechanism, fires_at, ...)`` from the state file (armed False when there is none)."""
-    state = deadman_read_state(name, directory)
-    if not state:
-        return {'armed': False, 'mechanism': None, 'fires_at': None}
-    out = dict((k, state.get(k)) for k in ('mechanism', 'fires_at', 'armed_at', 'seconds', 'unit', 'pid'))
-    out['armed'] = True
-    out['state_file'] = deadman_state_path(name, directory)
-    return out
-
-
-def _deadman_log(message, priority=DEADMAN_PRIORITY, log_file=DEADMAN_LOG, runner=None):
-    """Log loudly: syslog/journal through logger, plus a line in DEADMAN_LOG."""
-    runner = runner or subprocess_runner
-    logger = find_executable('logger', extra_dirs=('/usr/bin', '/bin'))
-    if logger:
-        runner([logger, '-p', priority, '-t', DEADMAN_TAG, message], None, 10)
-    if log_file:
-        try:
-            with open(log_file, 'a') as f:
-                f.write('%s %s[%d]: %s\n' % (_now_iso(), DEADMAN_TAG, os.getpid(), message))
-        except (IOError, OSError):
-            pass
-
-
-def deadman_fire(state_path, token, runner=None, discover=None, log=None):
-    """What the timer runs: thaw the instance if it is still frozen by the freeze that armed this switch.
-
-    Returns a short word for tests: 'disarmed' (no state / other token), 'not-found', 'not-frozen',
-    'other-freeze', 'thawed', 'thaw-failed'."""
-    import json
-    log = log or _deadman_log
-    try:
-        with open(state_path, 'r') as f:
-            state = json.load(f)
-    except (IOError, OSError, ValueError):
-        return 'disarmed'
-    if state.get('token') != token:
-        return 'disarmed'
-    name = state['instance']
-    armed_for = state.get('seconds')
-    armed_by = state.get('armed_by') or 'iris_freeze'
-    instances, errors = (discover or discover_instances)()
-    inst = find_instance(instances, name)
-    if inst is None:
-        log('irisops dead-man switch: instance %s not found (%s); could not check whether it is still frozen'
-            % (name, '; '.join(errors) or 'not in qlist'), 'user.err')
-        _remove(state_path)
-        return 'not-found'
-    run_as = state.get('run_as')
-    timeout = state.get('timeout') or DEFAULT_SESSION_TIMEOUT
-    st = is_frozen(runner, inst, run_as=run_as, timeout=min(timeout, DEFAULT_QUERY_TIMEOUT))
-    if st['frozen'] is False:
-        _remove(state_path)
-        return 'not-frozen'
-    mark = last_suspend_mark(inst) if st['frozen'] else None
-    if st['frozen'] and state.get('suspend_mark') and mark not in (None, state['suspend_mark']):
-        log('irisops dead-man switch: instance %s is frozen, but by a later freeze than the one that armed this '
-            'switch %s s ago; left it alone' % (name, armed_for), 'user.warning')
-        _remove(state_path)
-        return 'other-freeze'
-    if (st['frozen'] and not state.get('suspend_mark') and state.get('mark_before_freeze')
-            and mark == state['mark_before_freeze']):
-        # Armed before a freeze that never got recorded, and the log shows no freeze since: the instance is held
-        # by an older freeze, not by the one this switch was armed for.
-        log('irisops dead-man switch: instance %s is frozen, but by a freeze older than this switch (armed %s s ago '
-            'by %s, before its own freeze); left it alone' % (name, armed_for, armed_by), 'user.warning')
-        _remove(state_path)
-        return 'other-freeze'
-    t = thaw(runner, inst, run_as=run_as, timeout=timeout, stat_fallback=True, check_state=False)
-    _remove(state_path)
-    if t['failed']:
-        log('irisops dead-man switch: instance %s was still frozen %s s after %s and the thaw FAILED: %s'
-            % (name, armed_for, armed_by, t['msg']), 'user.crit')
-        return 'thaw-failed'
-    log('irisops dead-man switch: instance %s was still frozen %s s after %s; thawed it (%s)'
-        % (name, armed_for, armed_by, t['thawed_by']), DEADMAN_PRIORITY)
-    return 'thawed'
-
-
-def _deadman_main(argv):
-    """``_iris.py deadman-fire STATE TOKEN`` | ``_iris.py deadman-sleep STATE TOKEN SECONDS``."""
-    import sys
-    if len(argv) >= 3 and argv[0] == 'deadman-fire':
-        sys.stdout.write(deadman_fire(argv[1], argv[2]) + '\n')
-        return 0
-    if len(argv) >= 4 and argv[0] == 'deadman-sleep':
-        # Detached sleeper: ignore SIGHUP (a closing connection), exit quietly on SIGTERM (disarm).
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        time.sleep(int(argv[3]))
-        sys.stdout.write(deadman_fire(argv[1], argv[2]) + '\n')
-        return 0
-    sys.stderr.write('usage: _iris.py deadman-fire STATE TOKEN | deadman-sleep STATE TOKEN SECONDS\n')
-    return 2
-
-
-if __name__ == '__main__':
-    import sys as _sys
-    raise SystemExit(_deadman_main(_sys.argv[1:]))

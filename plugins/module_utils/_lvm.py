@@ -30,13 +30,20 @@ import math
 import os
 import re
 import shutil
-import signal
-import subprocess
+import threading
 import time
 from fractions import Fraction
 
+try:
+    from ansible_collections.irisops.backup.plugins.module_utils import _run
+except ImportError:  # an on-host copy (irisops-backup): the engine files side by side
+    import _run  # pylint: disable=import-error
+
 # LVM needs --yes (2.02.99+) so that it never waits for an answer on stdin, and --reportformat json (2.02.158+).
 MIN_LVM_VERSION = "2.02.158"
+
+#: Seconds an overdue lvcreate gets, after the instances were thawed, to finish by itself before it is killed.
+LVCREATE_GRACE = 30
 
 # Tags put on every snapshot this collection creates. RUN_TAG_PREFIX + run id marks the run that created it.
 SNAPSHOT_TAG = "irisops_snapshot"
@@ -106,34 +113,18 @@ def find_binary(name, path=None):
 
 def command_env():
     """Environment for LVM and util-linux commands: C locale (parseable output), no fd-leak warnings."""
-    env = dict(os.environ)
-    env["LC_ALL"] = "C"
-    env["LANG"] = "C"
-    env["LVM_SUPPRESS_FD_WARNINGS"] = "1"
-    return env
+    return _run.command_env("lvm")
 
 
 def subprocess_runner(argv, data=None, timeout=None):
-    """Run ``argv`` (a list, no shell) and return ``(rc, stdout, stderr)``; ``rc`` is ``None`` on timeout.
+    """Run ``argv`` (a list, no shell) through the collection's one runner (_run.run): ``(rc, stdout, stderr)``,
+    ``rc`` is ``None`` on timeout (the whole process group is killed), stdin is ``data`` or /dev/null, so a command
+    that asks a question gets EOF instead of hanging."""
+    return _run.run(argv, data=data, timeout=timeout, env=command_env())
 
-    stdin is ``data`` or /dev/null, so a command that asks a question gets EOF instead of hanging. On timeout
-    the whole process group is killed.
-    """
-    proc = subprocess.Popen(
-        list(argv), stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=command_env(), close_fds=True,
-        start_new_session=True, universal_newlines=True,
-    )
-    try:
-        out, err = proc.communicate(input=data, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except OSError:
-            pass
-        out, err = proc.communicate()
-        return None, out, (err or "") + "\n[timed out after %s s and killed]" % timeout
-    return proc.returncode, out, err
+
+#: The real runner (tests replace ``subprocess_runner``): only its processes can be killed by create_snapshot_bounded.
+REAL_RUNNER = subprocess_runner
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -629,6 +620,16 @@ class PlannedSnapshot(object):
     def size(self):
         return self.extents * self.extent_size
 
+    @property
+    def step_label(self):
+        """How a message names this snapshot: ``vg/name of vg/origin``."""
+        return "%s of %s" % (self.request.full_name, self.request.origin)
+
+    @property
+    def step_name(self):
+        """How a freeze window's step list names this snapshot: its origin, ``vg/lv``."""
+        return self.request.origin
+
     def __repr__(self):
         return "PlannedSnapshot(%s, %s, %d extents)" % (self.request.full_name, self.action, self.extents)
 
@@ -914,6 +915,88 @@ class Lvm(object):
     # -- snapshots --
     def create_snapshot(self, vg, origin, name, extents, tags=(), test=False):
         return self.run(lvcreate_snapshot_argv(vg, origin, name, extents, tags=tags, test=test))
+
+    def create_snapshot_bounded(self, vg, origin, name, extents, deadline, on_overdue, tags=(), interrupted=None,
+                                grace=LVCREATE_GRACE):
+        """``lvcreate`` inside a freeze window: wait at most ``deadline`` seconds (or until ``interrupted()`` says
+        so).  On expiry ``on_overdue(reason)`` runs first (the freeze engine thaws IRIS: users must not wait for
+        LVM), then lvcreate gets ``grace`` more seconds to finish by itself, because a killed lvcreate can leave the
+        origin's device-mapper table suspended; after that its process group is killed and any suspended device of
+        the volume group is resumed (``dmsetup resume``).  Raises LvmError in every overdue case: the caller removes
+        whatever got created (by its run tag)."""
+        argv = lvcreate_snapshot_argv(vg, origin, name, extents, tags=tags)
+        full = self._resolve(argv)
+        box = {}
+        started = time.time()
+
+        def work():
+            if self.runner is REAL_RUNNER:   # the real runner: keep the process so it can be killed
+                try:
+                    box["proc"] = _run.start(full, env=command_env())
+                except OSError as exc:
+                    box["res"] = (127, "", "%s: %s" % (full[0], exc))
+                    return
+                box["res"] = _run.finish(box["proc"])
+            else:                                   # an injected runner (tests): no process to kill
+                box["res"] = self.runner(full, None, None)
+
+        worker = threading.Thread(target=work, name="lvcreate %s/%s" % (vg, name))
+        worker.daemon = True
+        worker.start()
+        reason = None
+        while worker.is_alive():
+            worker.join(0.05)
+            if not worker.is_alive():
+                break
+            why = interrupted() if interrupted is not None else None
+            if why:
+                reason = why
+                break
+            if time.time() - started >= deadline:
+                reason = ("lvcreate of %s/%s from %s did not finish within %.1f s, the time left in the freeze "
+                          "budget" % (vg, name, origin, deadline))
+                break
+        if reason is None:
+            rc, out, err = box["res"]
+            self.commands.append({"cmd": full, "rc": rc, "seconds": round(time.time() - started, 3)})
+            if rc != 0:
+                raise LvmError("%s failed (rc=%s): %s" % (" ".join(full), rc, (err or out or "").strip()),
+                               cmd=full, rc=rc, stdout=out, stderr=err)
+            return rc, out, err
+        on_overdue(reason)
+        worker.join(grace)
+        killed = False
+        if worker.is_alive() and box.get("proc") is not None:
+            _run.kill_group(box["proc"])
+            killed = True
+            worker.join(5)
+        resumed = self.resume_suspended(vg)
+        self.commands.append({"cmd": full, "rc": (box.get("res") or (None,))[0],
+                              "seconds": round(time.time() - started, 3), "overdue": True})
+        detail = []
+        if killed:
+            detail.append("lvcreate was killed %d s after the thaw" % grace)
+        if resumed:
+            detail.append("resumed suspended device(s) %s" % ", ".join(resumed))
+        raise LvmError("%s%s; the instances were thawed first" % (reason, (" (%s)" % "; ".join(detail)) if detail
+                                                                  else ""), cmd=full)
+
+    def resume_suspended(self, vg):
+        """``dmsetup resume`` every device of ``vg`` that a killed lvcreate left suspended; returns their names."""
+        if not self.which("dmsetup"):
+            return []
+        rc, out, _err = self.run(["dmsetup", "info", "-c", "--noheadings", "-o", "name,suspended", "--separator",
+                                  "|"], check=False)
+        resumed = []
+        if rc != 0:
+            return resumed
+        prefix = vg.replace("-", "--") + "-"
+        for line in out.splitlines():
+            dm, _sep, state = line.strip().partition("|")
+            if dm.startswith(prefix) and state.strip().lower() == "suspended":
+                if self.run(["dmsetup", "resume", dm], check=False)[0] == 0:
+                    resumed.append(dm)
+        return resumed
 
     def remove_lv(self, vg, name, mountpoints=(), test=False, retries=5, delay=1.0):
         """Unmount whatever is left mounted, then ``lvremove -f``, retrying while the LV is reported in use.

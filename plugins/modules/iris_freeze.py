@@ -15,17 +15,21 @@ version_added: 0.1.0
 description:
   - Calls the C(Backup.General) class method C(ExternalFreeze) in the C(%SYS) namespace of one or more instances, as the
     instance's manager user, so that a storage or VM snapshot taken afterwards is application consistent.
-  - Checks C(IsWDSuspendedExt) first; an instance that is already frozen is reported as ok, not changed.
+  - Checks C(IsWDSuspendedExt) first; an instance that is already frozen (by hand, outside the collection) is
+    reported as ok, not changed, and left to whoever froze it.
   - Several instances are frozen concurrently and all or nothing, if one freeze fails, every instance this task
-    froze is thawed again before the task fails.
-  - If a freeze fails (exit status 3 or any status other than 5) but the write daemon ended up suspended anyway,
-    the module thaws that instance before failing.
-  - Always pair this module with M(irisops.backup.iris_thaw) in an C(always) section.
+    froze is thawed again (with the C(stat -W) fallback) before the task fails; an instance that cannot be thawed
+    is named in the error and keeps its dead-man switch.
+  - "Takes the host's freeze lock (see C(docs/deadman.md)): another freezer of the collection on the same host
+    (a second play, M(irisops.backup.iris_lvm_snapshot), the snapshot hooks, C(irisops-backup)) is refused with a
+    message naming the holder. The lock stays held as a B(lease) after the task returns (RV(lease)), until
+    M(irisops.backup.iris_thaw) is called with that lease, or until the dead-man switches are due."
+  - Before each freeze the module arms a dead-man switch on the managed host that thaws the instance after
+    O(deadman_timeout) seconds unless M(irisops.backup.iris_thaw) disarms it first. It does not depend on the
+    Ansible connection, so it also fires when the controller dies between the freeze and the thaw task, or while
+    C(ExternalFreeze) still runs. A switch that cannot be armed stops the task before anything is frozen.
+  - Always pair this module with M(irisops.backup.iris_thaw) in an C(always) section, passing RV(lease).
     A frozen instance blocks users after O(external_freeze_timeout).
-  - For every instance it froze, the module arms a dead-man switch on the managed host that thaws the instance
-    after O(deadman_timeout) seconds unless M(irisops.backup.iris_thaw) disarms it first. It does not depend on the
-    Ansible connection, so it also fires when the controller dies between the freeze and the thaw task.
-    See C(docs/deadman.md).
 author:
   - irisops.backup maintainers (@irisops)
 extends_documentation_fragment:
@@ -56,6 +60,13 @@ options:
       - Seconds the instance may stay frozen before it stops all processes instead of only database writes
         (ExternalFreeze C(ExternalFreezeTimeOut)). IRIS default 600. It is B(not) an automatic thaw.
     type: int
+  run_id:
+    description:
+      - Identifier of this freeze, recorded on the host with the verdict of the thaw (intact or not); give it to
+        M(irisops.backup.iris_set_history) so that a torn backup is never recorded.
+      - Generated from the time and process id when omitted; returned as RV(run_id). Letters, digits, C(.), C(_),
+        C(:) and C(-) only.
+    type: str
   wd_suspend_limit:
     description:
       - Seconds after which IRIS resumes the write daemon by itself (ExternalFreeze C(WDSuspendLimit)).
@@ -77,7 +88,7 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: Freeze every running instance, snapshot, and always thaw
+- name: Freeze every running instance, snapshot, and always thaw with the lease
   block:
     - name: Freeze
       irisops.backup.iris_freeze:
@@ -93,6 +104,7 @@ EXAMPLES = r"""
     - name: Thaw
       irisops.backup.iris_thaw:
         instances: all
+        lease: "{{ frozen.lease | default(omit) }}"
 
 - name: Freeze one Cache instance whose terminal service needs a password
   irisops.backup.iris_freeze:
@@ -104,6 +116,27 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+lease:
+  description:
+    - The lease on the host's freeze lock that this freeze holds until its thaw; pass it (or its C(token)) to
+      M(irisops.backup.iris_thaw) as O(irisops.backup.iris_thaw#module:lease).
+  returned: when something was frozen
+  type: dict
+  contains:
+    token:
+      description: The token that lets the thaw through.
+      type: str
+    until:
+      description: UTC time (ISO 8601) the lease lasts until (when the dead-man switches are due, plus a minute).
+      type: str
+    run_id:
+      description: Same as RV(run_id).
+      type: str
+run_id:
+  description: The run id of this freeze (O(run_id) or generated).
+  returned: success
+  type: str
+  sample: 20261207T020304Z-iris_freeze-4711
 instances:
   description: Names of the instances selected (after resolving V(all)).
   returned: always
@@ -213,6 +246,7 @@ rolled_back:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.irisops.backup.plugins.module_utils import _freeze
 from ansible_collections.irisops.backup.plugins.module_utils import _iris
 
 
@@ -226,6 +260,7 @@ def main():
         external_freeze_timeout=dict(type='int'),
         wd_suspend_limit=dict(type='int'),
         deadman_timeout=dict(type='int'),
+        run_id=dict(type='str'),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
@@ -242,6 +277,10 @@ def main():
             _iris.objectscript_string(p['text'])
         except ValueError as exc:
             errors.append('text: %s' % exc)
+    if p['run_id'] is not None:
+        err = _freeze.check_run_id(p['run_id'])
+        if err:
+            errors.append(err)
     log_problem = _iris.log_file_error(p['log_file'])
     if log_problem:
         errors.append(log_problem)
@@ -253,23 +292,18 @@ def main():
     if sel['errors']:
         module.fail_json(msg='nothing frozen: ' + '; '.join(sel['errors']), **result)
 
-    common = dict(run_as=p['run_as'], username=p['username'], password=p['password'], timeout=p['timeout'])
-    deadman_timeout = p['deadman_timeout']
-    if deadman_timeout is None:
-        deadman_timeout = _iris.default_deadman_timeout(p['external_freeze_timeout'])
-    eft = p['external_freeze_timeout'] or _iris.DEFAULT_EXTERNAL_FREEZE_TIMEOUT
-    if deadman_timeout == 0:
+    engine = _freeze.FreezeEngine(sel['selected'], 'iris_freeze', p, run_id=p['run_id'])
+    eft = engine.eft()
+    if engine.deadman_seconds == 0:
         module.warn('deadman_timeout=0: no dead-man switch; if this play dies before iris_thaw runs, the instances '
                     'stay frozen and block users after ExternalFreezeTimeOut (%d s)' % eft)
-    elif deadman_timeout >= eft:
+    elif engine.deadman_seconds >= eft:
         module.warn('deadman_timeout=%d is not below ExternalFreezeTimeOut (%d s): users may hang before the dead-man '
-                    'switch thaws the instance' % (deadman_timeout, eft))
+                    'switch thaws the instance' % (engine.deadman_seconds, eft))
 
     if module.check_mode:
         failed = []
-        for inst in sel['selected']:
-            state = _iris.is_frozen(None, inst, run_as=p['run_as'], username=p['username'], password=p['password'],
-                                    timeout=p['timeout'])
+        for name, state in sorted(engine.query(sel['selected']).items()):
             entry = dict(changed=False, already_frozen=bool(state['frozen']), rc=state['rc'],
                          command=state['command'], stdout=state['stdout'], stderr=state['stderr'],
                          run_as=state.get('run_as'), duration_ms=state['duration_ms'])
@@ -277,68 +311,46 @@ def main():
                 failed.append(state['msg'])
                 entry['msg'] = state['msg']
             elif state['frozen']:
-                entry['msg'] = 'instance %s is already frozen; nothing to do' % inst['name']
+                entry['msg'] = 'instance %s is already frozen; nothing to do' % name
             else:
                 entry['changed'] = True
-                entry['msg'] = 'instance %s would be frozen (check mode)' % inst['name']
+                entry['msg'] = 'instance %s would be frozen (check mode)' % name
                 entry['deadman'] = dict(armed=False, mechanism=None, fires_at=None,
-                                        would_arm=deadman_timeout > 0, seconds=deadman_timeout)
-                result['frozen'].append(inst['name'])
-            result['instance_results'][inst['name']] = entry
+                                        would_arm=engine.deadman_seconds > 0, seconds=engine.deadman_seconds)
+                result['frozen'].append(name)
+            result['instance_results'][name] = entry
         result['changed'] = bool(result['frozen'])
         _diff(module, result, sel['selected'])
         if failed:
             module.fail_json(msg='check mode: ' + '; '.join(failed), **result)
         module.exit_json(msg='check mode: would freeze %s' % (', '.join(result['frozen']) or 'nothing'), **result)
 
-    many = _iris.freeze_many(
-        None, sel['selected'],
-        log_file=p['log_file'], text=p['text'], switch_journal=p['switch_journal'],
-        external_freeze_timeout=p['external_freeze_timeout'], wd_suspend_limit=p['wd_suspend_limit'],
-        username=common['username'], password=common['password'], timeout=common['timeout'],
-        run_as=p['run_as'],
-    )
-    for name, r in many['results'].items():
-        result['instance_results'][name] = r
-    result['frozen'] = sorted(n for n, r in many['results'].items() if r.get('changed'))
-    result['changed'] = many['changed'] or bool(many['rolled_back'])
+    res = engine.hold()
+    for name, got in engine.results.items():
+        entry = dict(got.get('freeze') or {})
+        for key in ('already_frozen', 'frozen', 'changed', 'msg'):
+            if key in got and key not in entry:
+                entry[key] = got[key]
+        if 'deadman' in got:
+            entry['deadman'] = got['deadman']
+        if name in (res.get('rolled_back') or {}):
+            entry['rolled_back'] = not res['rolled_back'][name].get('failed')
+        entry.setdefault('changed', False)
+        result['instance_results'][name] = entry
+        for d in entry.get('not_journalled') or []:
+            module.warn('instance %s: database %s is not journalled (reported by ExternalFreeze): changes made to it '
+                        'while frozen are not in the journal and cannot be restored from it' % (name, d))
+    result['frozen'] = res.get('frozen') or []
+    result['run_id'] = res['run_id']
+    result['changed'] = bool(result['frozen']) or bool(res.get('rolled_back'))
     _diff(module, result, sel['selected'])
-    if many['failed']:
-        result['rolled_back'] = many['rolled_back']
-        result['still_frozen'] = many['still_frozen']
-        module.fail_json(msg=many['msg'], **result)
-    if deadman_timeout > 0:
-        _arm(module, result, sel['selected'], deadman_timeout, common)
-    module.exit_json(msg=many['msg'], **result)
-
-
-def _arm(module, result, selected, seconds, common):
-    """Arm a switch per instance this task froze; on any failure thaw them all and fail (never a freeze without
-    its switch)."""
-    failures = []
-    by_name = dict((i['name'], i) for i in selected)
-    for name in result['frozen']:
-        arm = _iris.deadman_arm(by_name[name], seconds, run_as=common['run_as'], timeout=common['timeout'])
-        result['instance_results'][name]['deadman'] = dict(
-            (k, arm.get(k)) for k in ('armed', 'mechanism', 'fires_at', 'seconds', 'unit', 'pid', 'state_file'))
-        if arm['failed']:
-            failures.append(arm['msg'])
-    if not failures:
-        return
-    thawed, still = [], []
-    for name in result['frozen']:
-        _iris.deadman_disarm(name)
-        t = _iris.thaw(None, by_name[name], check_state=False, stat_fallback=True, **common)
-        result['instance_results'][name]['thaw_after_deadman_failure'] = t
-        (still if t['failed'] else thawed).append(name)
-    result['changed'] = True
-    msg = '%s; thawed again: %s' % ('; '.join(failures), ', '.join(thawed) or 'none')
-    if still:
-        msg += '; STILL FROZEN (thaw failed): %s - run iris_thaw with stat_fallback=true now' % ', '.join(still)
-    else:
-        msg += '. Next: check that %s is writable and systemd-run works (or set deadman_timeout: 0 to run without a ' \
-               'switch)' % _iris.deadman_dir()
-    module.fail_json(msg=msg, **result)
+    if res['failed']:
+        result['rolled_back'] = res.get('rolled_back') or {}
+        result['still_frozen'] = res.get('still_frozen') or []
+        module.fail_json(msg=res['msg'], **result)
+    if res.get('lease'):
+        result['lease'] = res['lease']
+    module.exit_json(msg=res['msg'], **result)
 
 
 def _diff(module, result, selected):

@@ -210,6 +210,7 @@ discovery_errors:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.irisops.backup.plugins.module_utils import _freeze
 from ansible_collections.irisops.backup.plugins.module_utils import _iris
 
 
@@ -240,7 +241,7 @@ def main():
         entry = _iris.public_instance(inst)
         entry['frozen'] = None
         entry['frozen_error'] = None
-        entry['deadman'] = _iris.deadman_status(inst['name'])
+        entry['deadman'] = _freeze.deadman_status(inst['name'])
         if p['check_frozen'] and inst.get('ready'):
             run_as = p['run_as'] or _iris.default_run_as(inst)
             err = _iris.check_run_as(run_as)

@@ -36,6 +36,16 @@ options:
         module fail without touching the instance.
     type: bool
     default: false
+  run_id:
+    description:
+      - The run id of the freeze this backup was taken under (RV(irisops.backup.iris_freeze#module:run_id),
+        RV(irisops.backup.iris_lvm_snapshot#module:run_id)).
+      - When given, the module refuses to record a backup whose freeze window the freeze engine marked B(invalid)
+        (the write daemon resumed inside it, its dead-man switch fired, it was frozen again by someone else) or
+        whose freeze has not been thawed and checked yet, and one it has no record of (another host, or a reboot
+        since). Recording an invalid backup could purge the journal files needed to repair it.
+      - Strongly recommended; without it the module cannot tell a torn backup from a good one.
+    type: str
   text:
     description:
       - Description stored with the backup history entry (second argument of ExternalSetHistory; signature beyond
@@ -135,6 +145,7 @@ instance_results:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.irisops.backup.plugins.module_utils import _freeze
 from ansible_collections.irisops.backup.plugins.module_utils import _iris
 
 
@@ -143,6 +154,7 @@ def main():
     argument_spec.update(_iris.instances_argument_spec())
     argument_spec.update(
         backup_completed=dict(type='bool', default=False),
+        run_id=dict(type='str'),
         text=dict(type='str'),
         log_file=dict(type='path'),
     )
@@ -162,6 +174,16 @@ def main():
             _iris.objectscript_string(p['text'])
         except ValueError as exc:
             errors.append('text: %s' % exc)
+    if p['run_id'] is not None and not errors:
+        valid, why = _freeze.run_validity(p['run_id'])
+        result['run_valid'] = valid
+        if valid is False:
+            errors.append('%s. Recording it could purge the journal files needed to repair it. Next: take the backup '
+                          'again' % why)
+        elif valid is None:
+            errors.append('%s. Next: record only a backup whose freeze this host thawed and checked (iris_thaw with '
+                          'the lease of iris_freeze, or iris_lvm_snapshot), or leave run_id out if you checked it '
+                          'yourself' % why)
     if errors:
         module.fail_json(msg='nothing recorded: ' + '; '.join(errors), **result)
 

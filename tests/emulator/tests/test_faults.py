@@ -191,7 +191,7 @@ def test_freeze_delay(emu, inst, flavour, tmp_path):
     faults(emu, name, "--freeze-delay", "1")
     t0 = time.time()
     p = popen(emu, session_argv(flavour, name, FREEZE % ('"%s"' % logf)))
-    t_start, pid, _ = wait_phase(d, "freeze-delay-start", p.pid)
+    t_start, pid, _event = wait_phase(d, "freeze-delay-start", p.pid)
     # during the delay: the write daemon is suspended, "System suspended" is not logged, the method has not returned
     assert p.poll() is None
     assert suspended_rc(emu, flavour, name) == 5

@@ -6,11 +6,13 @@
 from __future__ import absolute_import, division, print_function
 
 import json
+import os
 
 import pytest
 
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.irisops.backup.plugins.module_utils import _freeze
 from ansible_collections.irisops.backup.plugins.module_utils import _iris
 from ansible_collections.irisops.backup.tests.unit.plugins.iris_fakes import FakeHost
 
@@ -19,12 +21,12 @@ __metaclass__ = type
 
 @pytest.fixture(autouse=True)
 def deadman_sandbox(monkeypatch, tmp_path):
-    """Keep the dead-man switch of module tests in tmp_path and on the (fake) systemd path: no real timers or
-    sleepers on the test machine.  Returns the state directory."""
-    directory = str(tmp_path / 'deadman')
-    monkeypatch.setattr(_iris, 'deadman_dir', lambda: directory)
-    monkeypatch.setattr(_iris, '_use_systemd', lambda *a, **k: True)
-    return directory
+    """Keep the freeze engine's state (lock, switches, run records) of module tests in tmp_path and the switches on
+    the (fake) systemd path: no real timers or sleepers on the test machine.  Returns the switches' directory."""
+    base = str(tmp_path / 'state')
+    monkeypatch.setattr(_freeze, 'state_dir', lambda create=True: _freeze.secure_dir(base) if create else base)
+    monkeypatch.setattr(_freeze, 'use_systemd', lambda *a, **k: True)
+    return os.path.join(base, _freeze.DEADMAN_SUBDIR)
 
 
 @pytest.fixture

@@ -38,11 +38,18 @@ def test_freeze_arms_and_thaw_disarms(fake_host, run_module, deadman_sandbox):
     failed, info = run_module(iris_instance_info, {'name': 'IRIS'})
     assert info['instances'][0]['deadman']['armed'] and info['instances'][0]['frozen']
 
+    # a thaw without the lease does not touch another owner's freeze
     failed, t = run_module(iris_thaw, {'instances': 'IRIS'})
-    assert not failed and t['instance_results']['IRIS']['deadman']['was_armed']
+    assert failed and iris.frozen and sorted(t['refused']) == ['IRIS'] and 'leased to iris_freeze' in t['msg']
+    assert os.path.exists(os.path.join(deadman_sandbox, 'IRIS.json'))
+    # with it: checked (still frozen by that freeze, its switch not fired), thawed, disarmed, the run valid
+    failed, t = run_module(iris_thaw, {'instances': 'IRIS', 'lease': r['lease']})
+    assert not failed and not iris.frozen and t['thawed'] == ['IRIS'], t['msg']
+    assert t['valid'] is True and t['run_id'] == r['run_id']
+    assert t['instance_results']['IRIS']['deadman']['disarmed'] is True
     assert not os.path.exists(os.path.join(deadman_sandbox, 'IRIS.json'))
     # idempotent: a second thaw finds it not frozen and nothing armed
-    failed, t = run_module(iris_thaw, {'instances': 'IRIS'})
+    failed, t = run_module(iris_thaw, {'instances': 'IRIS', 'lease': r['lease']['token']})
     assert not failed and not t['changed'] and t['instance_results']['IRIS']['deadman']['was_armed'] is False
     failed, info = run_module(iris_instance_info, {'name': 'IRIS'})
     assert info['instances'][0]['deadman']['armed'] is False
@@ -64,13 +71,15 @@ def test_deadman_zero_disables_with_warning(fake_host, run_module, deadman_sandb
     assert not os.path.exists(os.path.join(deadman_sandbox, 'IRIS.json'))
 
 
-def test_arm_failure_thaws_and_fails(fake_host, run_module, deadman_sandbox):
+def test_arm_failure_freezes_nothing(fake_host, run_module, deadman_sandbox):
     iris = _iris_only()
     host = fake_host(iris)
     host.systemd_run_rc = 1
     failed, r = run_module(iris_freeze, {'instances': 'IRIS', 'deadman_timeout': 15})
     assert failed and not iris.frozen
-    assert 'IRIS' in r['msg'] and 'systemd-run' in r['msg'] and 'thawed again: IRIS' in r['msg']
+    assert r['msg'].startswith('nothing frozen: could not arm the dead-man switch for instance IRIS')
+    assert 'systemd-run' in r['msg'] and 'Next:' in r['msg']
+    assert host.session_calls('IRIS', 'ExternalFreeze') == [], 'the switch is armed before the freeze'
     assert not os.path.exists(os.path.join(deadman_sandbox, 'IRIS.json'))
 
 

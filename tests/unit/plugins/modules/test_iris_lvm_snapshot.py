@@ -21,7 +21,8 @@ import time
 
 import pytest
 
-from ansible_collections.irisops.backup.plugins.module_utils import _iris
+from ansible_collections.irisops.backup.plugins.module_utils import _freeze
+from ansible_collections.irisops.backup.plugins.module_utils import _snapset
 from ansible_collections.irisops.backup.plugins.module_utils import _lvm
 from ansible_collections.irisops.backup.plugins.modules import iris_lvm_snapshot
 from ansible_collections.irisops.backup.tests.unit.plugins.iris_fakes import FakeInstance
@@ -49,6 +50,7 @@ class FakeLvm(object):
         self.lvcreate_delay = 0.0
         self.on_lvcreate = None               # callable(n) run before the n-th real lvcreate
         self.creates = 0
+        self.dmsetup = []
         for name, extents in lvs:
             self.add(name, extents)
         with open(mountinfo_path, 'w') as f:
@@ -111,6 +113,9 @@ class FakeLvm(object):
                 return 5, '', '  Volume group "%s" has insufficient free space (1 extents): 13 required.\n' % VG
             self.add(name, extents, origin=origin, tags=tags)
             return 0, '', ''
+        if cmd == 'dmsetup':   # after an overdue lvcreate: nothing is left suspended here
+            self.dmsetup.append(args)
+            return 0, '%s-irisdb|Active\n' % VG if args[0] == 'info' else '', ''
         if cmd == 'lvremove':
             name = args[-1].split('/')[1]
             if name not in self.lvs:
@@ -216,8 +221,12 @@ def test_deadman_armed_before_freeze_recorded_after_it_and_disarmed_after_thaw(r
     lvm.on_lvcreate = look
     failed, r = run_module(iris_lvm_snapshot, dict(ARGS, deadman_timeout=60))
     assert not failed, r['msg']
-    assert seen[1] == ['CACHE.json', 'IRIS.json', '_iris.py'], seen
-    assert all('mark_before_freeze' in st for st in seen['states'])
+    assert seen[1] == ['CACHE.json', 'IRIS.json'], seen
+    assert all('log_position' in st and st['armed_by'] == 'iris_lvm_snapshot' for st in seen['states'])
+    assert all(st['frozen_at'] for st in seen['states'])                # the freeze was recorded before lvcreate
+    # the engine the timers run was copied next to the switches' directory
+    assert sorted(os.listdir(os.path.join(os.path.dirname(deadman_sandbox), 'lib'))) == [
+        '_freeze.py', '_iris.py', '_run.py']
     assert all(r['instance_results'][n]['deadman']['freeze_recorded'] is True for n in ('IRIS', 'CACHE'))
     runs = [c['argv'] for c in host.calls if c['argv'][0].rsplit('/', 1)[-1] == 'systemd-run']
     assert sorted(a[a.index('--unit') + 1] for a in runs) == ['irisops-deadman-CACHE', 'irisops-deadman-IRIS']
@@ -226,8 +235,8 @@ def test_deadman_armed_before_freeze_recorded_after_it_and_disarmed_after_thaw(r
         dm = r['instance_results'][name]['deadman']
         assert dm['armed'] and dm['mechanism'] == 'systemd' and dm['seconds'] == 60 and dm['fires_at']
         assert dm['disarmed'] is True
-    # the thaws disarmed both: no state file is left, only the copy of _iris.py the timers would have run
-    assert sorted(os.listdir(deadman_sandbox)) == ['_iris.py']
+    # the thaws disarmed both: no state file is left
+    assert sorted(os.listdir(deadman_sandbox)) == []
 
 
 def test_deadman_records_who_armed_it(rig, run_module, deadman_sandbox):
@@ -277,8 +286,8 @@ def test_snapshot_failure_thaws_all_and_removes_what_was_created(rig, run_module
     assert 'creating snapshot %s/irisjrn_irisops_snap of %s/irisjrn failed (snapshot 2 of 3)' % (VG, VG) in msg
     assert '/usr/sbin/lvcreate --yes --snapshot --extents 4 --name irisjrn_irisops_snap' in msg
     assert 'insufficient free space' in msg
-    assert 'Thawed: CACHE, IRIS' in msg and 'Snapshots removed: %s/irisdb_irisops_snap' % VG in msg
-    assert 'Next: fix the cause above and run the backup again' in msg
+    assert 'Thawed: CACHE, IRIS' in msg and 'Removed: %s/irisdb_irisops_snap' % VG in msg
+    assert 'Next: fix the cause above and run again; nothing of run t1 is left frozen or in place' in msg
     # the switches were disarmed after the thaws
     assert all(r['instance_results'][n]['deadman']['disarmed'] for n in ('IRIS', 'CACHE'))
     assert not [f for f in os.listdir(deadman_sandbox) if f.endswith('.json')]
@@ -322,13 +331,13 @@ def test_arming_failure_freezes_nothing(rig, run_module, deadman_sandbox):
 def test_signal_while_arming_freezes_nothing(rig, run_module, deadman_sandbox, monkeypatch):
     """SIGTERM (job cancelled) arrives while the switches are armed: no freeze starts, the switches are disarmed."""
     host, lvm, iris, cache = rig
-    real_arm = _iris.deadman_arm
+    real_arm = _freeze.deadman_arm
 
     def arm_then_signal(*args, **kwargs):
         res = real_arm(*args, **kwargs)
         os.kill(os.getpid(), signal.SIGTERM)
         return res
-    monkeypatch.setattr(_iris, 'deadman_arm', arm_then_signal)
+    monkeypatch.setattr(_freeze, 'deadman_arm', arm_then_signal)
     failed, r = run_module(iris_lvm_snapshot, ARGS)
     assert failed and r['msg'].startswith('nothing frozen: received SIGTERM while arming the dead-man switches')
     assert sum(1 for e in _events(host) if e == 'systemd-run') == 1  # stopped arming at the signal
@@ -347,20 +356,28 @@ def test_switch_that_fired_in_the_window_fails_the_run(rig, run_module, deadman_
             iris.frozen = False
     lvm.on_lvcreate = fire
     failed, r = run_module(iris_lvm_snapshot, ARGS)
-    assert failed
-    assert 'the dead-man switch of IRIS fired inside the freeze window' in r['msg']
-    assert 'Next: raise deadman_timeout' in r['msg']
+    assert failed and r['valid'] is False
+    assert 'BACKUP INVALID: IRIS: its dead-man switch fired before the thaw' in r['msg']
+    assert 'raise deadman_timeout' in r['msg'] and 'must not be recorded' in r['msg']
+    assert r['invalid'] == {'IRIS': r['instance_results']['IRIS']['invalid']}
     assert lvm.snapshots() == [] and not iris.frozen and not cache.frozen
     assert sorted(r['cleaned_up']['snapshots_removed']) == ['%s/%s_irisops_snap' % (VG, n)
                                                             for n in ('cachedb', 'irisdb', 'irisjrn')]
 
 
 def test_window_is_capped_at_the_deadman_timeout(rig, run_module):
+    """An lvcreate that runs past the time left before the switches fire: the instances are thawed while it still
+    runs (the thaw comes first), then its snapshot is removed and the run fails, naming the bound."""
     host, lvm, iris, cache = rig
-    lvm.lvcreate_delay = 1.2
+    lvm.lvcreate_delay = 1.5
+    state = {}
+    lvm.on_lvcreate = lambda n: state.setdefault('started', time.time())
     failed, r = run_module(iris_lvm_snapshot, dict(ARGS, deadman_timeout=1))
     assert failed and lvm.creates == 1
-    assert 'freeze budget exceeded' in r['msg'] and 'deadman_timeout=1' in r['msg']
+    assert 'did not finish within' in r['msg'] and 'the instances were thawed first' in r['msg'], r['msg']
+    thaws = [c for c in host.calls if 'ExternalThaw(' in c['argv'][-1]]
+    assert len(thaws) == 2
+    assert lvm.dmsetup and lvm.dmsetup[0][0] == 'info'     # looked for devices the lvcreate left suspended
     assert lvm.snapshots() == [] and not iris.frozen and not cache.frozen
 
 
@@ -449,7 +466,7 @@ def test_already_frozen_instance_is_refused_in_preflight(rig, run_module):
 def _steps(names, plan_instances):
     """staggered_steps with plans given by name, as the labels the module returns in ``steps``."""
     return [('snapshot ' + arg) if kind == 'snap' else '%s %s' % (kind, ', '.join(arg))
-            for kind, arg in iris_lvm_snapshot.staggered_steps(names, plan_instances)]
+            for kind, arg in _snapset.staggered_steps(names, plan_instances)]
 
 
 def test_staggered_steps_instances_without_shared_volumes_get_a_window_each():

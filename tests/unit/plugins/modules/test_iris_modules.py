@@ -37,9 +37,22 @@ def test_freeze_one_then_idempotent(fake_host, run_module):
     assert res['marker_offset'] == 262272 and res['frozen_at'] and res['duration_ms'] >= 0
     assert 'System suspended' in res['log']
     assert iris.frozen and not cache.frozen
+    assert r['lease']['token'] and r['lease']['run_id'] == r['run_id'] and r['lease']['until']
+    # a second freezer while the first one holds its lease is refused, naming the holder; nothing is frozen again
+    failed, r2 = run_module(iris_freeze, {'instances': ['IRIS']})
+    assert failed and not r2['changed'] and r2['msg'].startswith('nothing frozen: the host freeze lock')
+    assert 'leased to iris_freeze' in r2['msg'] and r['run_id'] in r2['msg'] and 'Next:' in r2['msg']
+    assert len(host.session_calls('IRIS', 'ExternalFreeze')) == 1
+
+
+def test_freeze_of_an_instance_frozen_outside_the_collection_is_ok_not_changed(fake_host, run_module):
+    iris, cache = _two()
+    iris.frozen = True            # frozen by hand (no lease): reported, left alone, not held by this task
+    host = fake_host(iris, cache)
     failed, r = run_module(iris_freeze, {'instances': ['IRIS']})
     assert not failed and not r['changed'] and r['instance_results']['IRIS']['already_frozen']
-    assert len(host.session_calls('IRIS', 'ExternalFreeze')) == 1
+    assert r['frozen'] == [] and 'lease' not in r
+    assert host.session_calls('IRIS', 'ExternalFreeze') == []
 
 
 def test_freeze_all_means_running_ones(fake_host, run_module):
@@ -141,7 +154,7 @@ def test_freeze_login_refused_message(fake_host, run_module):
     iris.login_refused = True
     fake_host(iris, cache)
     failed, r = run_module(iris_freeze, {'instances': 'IRIS'})
-    assert failed and 'IRIS' in r['msg'] and 'login refused' in r['msg'] and 'nothing was frozen' in r['msg']
+    assert failed and 'IRIS' in r['msg'] and 'login refused' in r['msg'] and r['msg'].startswith('nothing frozen')
     assert 'iris session IRIS' in r['msg'] or '/usr/bin/iris session IRIS' in r['msg']
 
 
@@ -178,9 +191,11 @@ def test_thaw_hang_then_stat_fallback(fake_host, run_module):
     cache.frozen = True
     cache.thaw_hang = True
     fake_host(iris, cache)
+    # stat_fallback off: the hung ExternalThaw leaves it frozen, and the message says how to get out
+    failed, r = run_module(iris_thaw, {'instances': 'CACHE', 'timeout': 2, 'stat_fallback': False})
+    assert failed and cache.frozen and 'stat_fallback=true' in r['msg'] and r['still_frozen'] == ['CACHE']
+    # the default (true, from the IRIS rule that a session cannot sign on past ExternalFreezeTimeOut)
     failed, r = run_module(iris_thaw, {'instances': 'CACHE', 'timeout': 2})
-    assert failed and cache.frozen and 'stat_fallback=true' in r['msg']
-    failed, r = run_module(iris_thaw, {'instances': 'CACHE', 'timeout': 2, 'stat_fallback': True})
     assert not failed and not cache.frozen
     assert r['instance_results']['CACHE']['thawed_by'] == 'stat -W'
 
