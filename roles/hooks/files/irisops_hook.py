@@ -20,10 +20,13 @@ pre/post scripts) or any backup tool (generic pre/post pair):
 Exit status: 0 success, 1 failure (for ``freeze``: nothing is left frozen), the warning status (option
 --warning-rc, 0 unless set; the Azure scripts use 2) when the run succeeded with a warning.
 
-``freeze`` arms, for every instance it froze, the collection's on-host dead-man switch (_iris.deadman_arm, see
-docs/deadman.md): if the matching ``thaw``/``freezeFail`` never comes (the backup product died, the snapshot
-hung, the post script was never configured), the switch thaws the instance after ``deadman_timeout`` seconds.
-``thaw``/``freezeFail`` disarm it.  A freeze whose switch cannot be armed is thawed again and fails.
+``freeze`` and ``thaw`` are the collection's freeze engine (_freeze.py, installed next to this file): the freeze
+takes the host freeze lock and keeps it as a lease until the thaw (another freezer is refused meanwhile; a VMware
+legacy/backupScripts.d pair nests), arms the on-host dead-man switch of every instance BEFORE freezing it (see
+docs/deadman.md: if the matching ``thaw``/``freezeFail`` never comes - the backup product died, the snapshot hung,
+the post script was never configured - the switch thaws the instance after ``deadman_timeout`` seconds), and the
+thaw checks that the freeze was still intact (the write daemon still suspended by it, its switch not fired) before
+it thaws and disarms; a thaw that finds it was not reports BACKUP INVALID and exits 1.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -42,8 +45,8 @@ import time
 __metaclass__ = type
 
 VERSION = '1.0.0'
-#: The _iris.py API this program was written against (module_utils/_iris.py API_VERSION).
-REQUIRED_API_VERSION = 1
+#: The engine API this program was written against (API_VERSION of module_utils/_iris.py and _freeze.py).
+REQUIRED_API_VERSION = 2
 
 DEFAULT_CONFIG = '/etc/irisops/hook.conf'
 #: _iris.py is looked up next to this file unless lib_dir says otherwise.
@@ -80,6 +83,11 @@ RC_OK = 0
 RC_ERROR = 1
 
 ACTIONS = ('freeze', 'thaw', 'freezeFail', 'status', 'check')
+
+#: Callers whose freeze may find another one's lease and nest inside it: VMware Tools runs the legacy
+#: pre-freeze-script and the backupScripts.d entries for the same quiesce, and thaws in reverse order, so the first
+#: one's thaw comes last.  Any other overlap is refused by the host freeze lock.
+NESTABLE = {'vmware-backupscripts': ('vmware-legacy',), 'vmware-legacy': ('vmware-backupscripts',)}
 
 
 class HookError(Exception):
@@ -274,7 +282,7 @@ def load_settings(args):
         'stat_fallback': _bool(settings['stat_fallback'], 'stat_fallback'),
         'warning_rc': _int(settings['warning_rc'], 'warning_rc', maximum=255),
         'caller': settings['caller'] or 'manual',
-        # '' = the collection default (_iris.default_deadman_timeout of external_freeze_timeout); 0 = no switch
+        # '' = the collection default (_freeze.default_deadman_timeout of external_freeze_timeout); 0 = no switch
         'deadman_timeout': (None if str(settings['deadman_timeout']).strip() == ''
                             else _int(settings['deadman_timeout'], 'deadman_timeout')),
     }
@@ -396,24 +404,29 @@ class StateStore(object):
 # The library
 # ---------------------------------------------------------------------------------------------------------------
 
-def import_iris(lib_dir):
+def import_engine(lib_dir):
+    """The collection's on-host engine (_iris, _freeze and _run, installed by the hooks role next to this file)."""
     if lib_dir and lib_dir not in sys.path:
         sys.path.insert(0, lib_dir)
     try:
         import _iris  # noqa: E402 pylint: disable=import-error
+        import _freeze  # noqa: E402 pylint: disable=import-error
     except ImportError as exc:
-        raise HookError('cannot import _iris from %s (%s): reinstall with the irisops.backup.hooks role' % (
-            lib_dir, exc))
-    api = getattr(_iris, 'API_VERSION', None)
-    if api != REQUIRED_API_VERSION:
-        raise HookError('%s/_iris.py has API_VERSION %r, this program needs %r: install both from the same '
-                        'irisops.backup collection' % (lib_dir, api, REQUIRED_API_VERSION))
-    return _iris
+        raise HookError('cannot import the engine (_iris, _freeze, _run) from %s (%s): reinstall with the '
+                        'irisops.backup.hooks role' % (lib_dir, exc))
+    for mod in (_iris, _freeze):
+        api = getattr(mod, 'API_VERSION', None)
+        if api != REQUIRED_API_VERSION:
+            raise HookError('%s has API_VERSION %r, this program needs %r: install both from the same '
+                            'irisops.backup collection' % (getattr(mod, '__file__', mod.__name__), api,
+                                                           REQUIRED_API_VERSION))
+    return _iris, _freeze
 
 
 class Hook(object):
-    def __init__(self, iris, settings, log, extra_arg=None):
+    def __init__(self, iris, freeze, settings, log, extra_arg=None):
         self.iris = iris
+        self.engine = freeze
         self.s = settings
         self.log = log
         self.extra_arg = extra_arg
@@ -441,7 +454,7 @@ class Hook(object):
         return ra
 
     def run_as_arg(self, instances):
-        """run_as for _iris.freeze_many: None, one user, or a dict keyed by the instance names as discovered."""
+        """run_as for the freeze engine: None, one user, or a dict keyed by the instance names as discovered."""
         ra = self.s['run_as']
         if isinstance(ra, dict):
             return dict((i['name'], self.run_as_for(i)) for i in instances)
@@ -454,10 +467,7 @@ class Hook(object):
         """Seconds after the freeze at which the dead-man switch thaws (0 = no switch)."""
         if self.s['deadman_timeout'] is not None:
             return self.s['deadman_timeout']
-        return self.iris.default_deadman_timeout(self.s['external_freeze_timeout'] or None)
-
-    def deadman_armed_by(self):
-        return 'irisops-hook freeze (caller %s)' % self.s['caller']
+        return self.engine.default_deadman_timeout(self.s['external_freeze_timeout'] or None)
 
     def discover(self):
         instances, errors = self.iris.discover_instances(timeout=min(30, self.session_timeout))
@@ -506,161 +516,152 @@ class Hook(object):
 
     # -- freeze -----------------------------------------------------------------------------------------------
 
+    def caller_id(self):
+        """How the freeze engine names this hook (in the host lock, the run records and the switches' log)."""
+        return 'irisops-hook:%s' % self.s['caller']
+
+    def engine_options(self):
+        opts = dict(timeout=self.session_timeout, stat_fallback=self.s['stat_fallback'],
+                    deadman_timeout=self.s['deadman_timeout'])
+        for key in ('external_freeze_timeout', 'wd_suspend_limit'):
+            if self.s[key]:
+                opts[key] = self.s[key]
+        if self.s['switch_journal'] is not None:
+            opts['switch_journal'] = self.s['switch_journal']
+        if self.s['freeze_text']:
+            opts['text'] = self.s['freeze_text']
+        return opts
+
+    def nested_in(self):
+        """The live lease of another caller this freeze nests inside (VMware runs the legacy pre-freeze script and
+        the backupScripts.d entries for one quiesce), or None."""
+        lock = self.engine.FreezeLock(self.caller_id())
+        try:
+            lock.directory = self.engine.state_dir()
+        except self.engine.StateDirError:
+            return None
+        rec = lock.record()
+        if not self.engine.lease_live(rec):
+            return None
+        holder = str(rec.get('caller') or '')
+        if holder.startswith('irisops-hook:') and holder.split(':', 1)[1] in NESTABLE.get(self.s['caller'], ()):
+            return rec
+        return None
+
     def freeze(self):
         log = self.log
-        iris = self.iris
         log.blank()
         log.info('Freeze started (irisops-hook %s on %s; instances: %s; time budget %d s, session timeout %d s%s)'
                  % (VERSION, socket.gethostname(), ','.join(self.s['instances']), self.s['time_budget'],
                     self.session_timeout, '; script argument %r' % self.extra_arg if self.extra_arg else ''))
         self.store.lock(min(30, max(5, self.s['time_budget'] // 10)))
         previous = self.store.read()
-        carried = []
+        carried, token = [], None
         if previous is not None:
             if previous.get('frozen') is None:
                 self.warn('state file %s is unreadable (%s); it is replaced' % (self.store.path,
                                                                                 previous.get('corrupt')))
             elif previous.get('frozen'):
                 carried = list(previous['frozen'])
+                token = previous.get('lease')
                 self.warn('state file %s from %s still lists %s as frozen by an earlier freeze that was never '
                           'thawed; they stay on the list for the next thaw' % (
                               self.store.path, previous.get('time', '?'), ', '.join(carried)))
+        nest = None if token else self.nested_in()
+        if nest is not None:
+            self._save_freeze_state([], 'nested', nested_in=nest.get('caller'))
+            log.info('Freeze finished: nested inside the freeze of %s (run %s), which holds %s frozen and thaws them '
+                     'with its own thaw script; nothing more to do; exit %d' % (
+                         nest.get('caller'), nest.get('run_id'), ', '.join(nest.get('instances') or []), self.rc_ok()))
+            return self.rc_ok()
         instances = self.discover()
         selected, errors = self.select(instances)
         if errors:
             for e in errors:
                 log.error(e)
-            self._save_freeze_state(carried, 'refused')
+            self._save_freeze_state(carried, 'refused', lease=token)
             log.error('Freeze finished: nothing was frozen (%d problem(s) above); exit %d' % (len(errors), RC_ERROR))
             return RC_ERROR
         if not selected:
-            self._save_freeze_state(carried, 'nothing to freeze')
+            self._save_freeze_state(carried, 'nothing to freeze', lease=token)
             self.warn('no running IRIS or Cache instance found (iris qlist / ccontrol qlist); nothing to freeze')
             log.info('Freeze finished: nothing frozen; exit %d' % self.rc_ok())
             return self.rc_ok()
         for inst in selected:
             log.info('Attempting to freeze %s (%s, sessions as %s)' % (inst['name'], inst.get('flavour'),
                                                                        self.user_of(inst)))
-        kwargs = dict(timeout=self.session_timeout)
-        if self.s['external_freeze_timeout']:
-            kwargs['external_freeze_timeout'] = self.s['external_freeze_timeout']
-        if self.s['wd_suspend_limit']:
-            kwargs['wd_suspend_limit'] = self.s['wd_suspend_limit']
-        if self.s['switch_journal'] is not None:
-            kwargs['switch_journal'] = self.s['switch_journal']
-        if self.s['freeze_text']:
-            kwargs['text'] = self.s['freeze_text']
+        if self.deadman_seconds() <= 0:
+            self.warn('deadman_timeout=0: no dead-man switch; if the thaw never comes, the instances stay frozen and '
+                      'block users after ExternalFreezeTimeOut')
+        opts = self.engine_options()
+        opts['run_as'] = self.run_as_arg(selected)
+        engine = self.engine.FreezeEngine(selected, self.caller_id(), opts, token=token)
         # Record the intent before freezing: if this process is killed (framework timeout) the thaw/freezeFail
-        # that follows still knows which instances may be frozen.
-        self._save_freeze_state(carried + [i['name'] for i in selected if i['name'] not in carried], 'in progress')
-        res = iris.freeze_many(None, selected, run_as=self.run_as_arg(selected), **kwargs)
-        results = res['results']
-        frozen_now = []
+        # that follows still knows which instances may be frozen and under which lease.
+        self._save_freeze_state(carried + [i['name'] for i in selected if i['name'] not in carried], 'in progress',
+                                lease=engine.token, run_id=engine.run_id)
+        res = engine.hold()
+        frozen_now = list(res.get('frozen') or [])
         for inst in selected:
             name = inst['name']
-            r = results.get(name) or {}
+            got = engine.results.get(name) or {}
+            r = got.get('freeze') or {}
             self.log.detail('    %s | ' % name, r.get('log') or '')
-            if r.get('failed'):
-                log.error('  %s FREEZE FAILED: %s' % (name, r.get('msg')))
-            elif r.get('already_frozen'):
+            if name in res.get('already_frozen', []):
                 self.warn('  %s was already frozen before this run (IsWDSuspendedExt=5); it is left to whoever '
                           'froze it and not recorded for thaw' % name)
-            elif r.get('rolled_back'):
+            elif r.get('failed'):
+                log.error('  %s FREEZE FAILED: %s' % (name, r.get('msg')))
+            elif r.get('rolled_back') or name in (res.get('rolled_back') or {}):
                 log.info('  %s was frozen, then THAWED AGAIN because another instance failed' % name)
-            elif r.get('changed'):
-                frozen_now.append(name)
+            elif name in frozen_now:
                 extra = []
                 if r.get('journal_file'):
                     extra.append('journal restore starts at %s' % r['journal_file'])
                 if r.get('duration_ms') is not None:
                     extra.append('%.1f s' % (r['duration_ms'] / 1000.0))
-                detail = '; ' + ', '.join(extra) if extra else ''
-                log.info('  %s IS FROZEN (ExternalFreeze exit %s%s)' % (name, r.get('rc'), detail))
+                log.info('  %s IS FROZEN (ExternalFreeze exit %s%s)' % (name, r.get('rc'), '; ' + ', '.join(extra)
+                                                                        if extra else ''))
                 for w in r.get('warnings') or []:
                     log.info('  %s: %s' % (name, w))
+                dm = got.get('deadman') or {}
+                if dm.get('armed'):
+                    log.info('  %s: dead-man switch armed (%s, %s s): thaws it at %s UTC unless the thaw comes first'
+                             % (name, dm.get('mechanism'), dm.get('seconds'), dm.get('fires_at')))
             log.info('  Completed freeze of %s' % name)
         if res['failed']:
             still = list(res.get('still_frozen') or [])
-            for name in list(still):
-                inst = iris.find_instance(selected, name)
-                t = iris.thaw(None, inst, run_as=self.run_as_for(inst), timeout=self.session_timeout,
-                              stat_fallback=self.s['stat_fallback'])
-                if not t['failed']:
-                    log.info('  %s thawed on the second attempt (%s)' % (name, t.get('thawed_by')))
-                    still.remove(name)
-                else:
-                    log.error('  %s IS STILL FROZEN: %s' % (name, t['msg']))
-            self._save_freeze_state(carried + [n for n in still if n not in carried], 'failed')
+            self._save_freeze_state(carried + [n for n in still if n not in carried], 'failed',
+                                    lease=engine.token if still else token, run_id=engine.run_id)
             if still:
-                log.error('Freeze finished: FAILED and %s could not be thawed again - run `irisops-hook --caller '
-                          '%s freezeFail` or `iris stat <instance> -W` now; exit %d' % (
-                              ', '.join(still), self.s['caller'], RC_ERROR))
+                log.error('Freeze finished: FAILED and %s could not be thawed again (%s) - run `irisops-hook --caller %s '
+                          'freezeFail` or `iris stat <instance> -W` now; exit %d' % (
+                              ', '.join(still), res['msg'], self.s['caller'], RC_ERROR))
             else:
                 log.error('Freeze finished: FAILED (%s); no instance is left frozen by this run; exit %d' % (
-                    ', '.join(sorted(n for n, r in results.items() if r.get('failed'))), RC_ERROR))
+                    res['msg'], RC_ERROR))
             return RC_ERROR
-        armed = self._arm(selected, frozen_now, carried)
-        if armed is None:
-            return RC_ERROR
-        self._save_freeze_state(carried + [n for n in frozen_now if n not in carried], 'frozen', deadman=armed)
-        log.info('Freeze finished: frozen %s in %.1f s; exit %d'
-                 % (', '.join(frozen_now) or 'nothing new', self.elapsed(), self.rc_ok()))
+        deadman = dict((n, (engine.results[n].get('deadman') or {}).get('fires_at')) for n in frozen_now
+                       if (engine.results[n].get('deadman') or {}).get('armed'))
+        self._save_freeze_state(carried + [n for n in frozen_now if n not in carried], 'frozen', deadman=deadman,
+                                lease=engine.token, run_id=engine.run_id)
+        log.info('Freeze finished: frozen %s in %.1f s (run %s); exit %d'
+                 % (', '.join(frozen_now) or 'nothing new', self.elapsed(), engine.run_id, self.rc_ok()))
         return self.rc_ok()
 
-    def _arm(self, selected, frozen_now, carried):
-        """Arm the dead-man switch of every instance this run froze.  Returns {name: fires_at}, or None after a
-        failure to arm (every instance this run froze is then thawed again: never a freeze without its switch)."""
-        log = self.log
-        iris = self.iris
-        seconds = self.deadman_seconds()
-        if not frozen_now:
-            return {}
-        if seconds <= 0:
-            log.warning('deadman_timeout=0: no dead-man switch; if the thaw never comes, %s stay(s) frozen and block '
-                        'users after ExternalFreezeTimeOut' % ', '.join(frozen_now))
-            return {}
-        armed = {}
-        failures = []
-        for name in frozen_now:
-            inst = iris.find_instance(selected, name)
-            a = iris.deadman_arm(inst, seconds, run_as=self.run_as_for(inst), timeout=self.session_timeout,
-                                 armed_by=self.deadman_armed_by())
-            if a['failed']:
-                log.error('  %s: %s' % (name, a['msg']))
-                failures.append(name)
-            else:
-                armed[name] = a['fires_at']
-                log.info('  %s: dead-man switch armed (%s, %d s): thaws it at %s UTC unless the thaw comes first'
-                         % (name, a['mechanism'], seconds, a['fires_at']))
-        if not failures:
-            return armed
-        still = []
-        for name in frozen_now:
-            inst = iris.find_instance(selected, name)
-            iris.deadman_disarm(name)
-            t = iris.thaw(None, inst, run_as=self.run_as_for(inst), timeout=self.session_timeout,
-                          stat_fallback=self.s['stat_fallback'], check_state=False)
-            if t['failed']:
-                log.error('  %s IS STILL FROZEN: %s' % (name, t['msg']))
-                still.append(name)
-            else:
-                log.info('  %s THAWED AGAIN because no dead-man switch could be armed' % name)
-        self._save_freeze_state(carried + [n for n in still if n not in carried], 'failed')
-        log.error('Freeze finished: FAILED - could not arm the dead-man switch of %s (check that %s is writable and '
-                  'systemd-run works, or set deadman_timeout = 0 in %s to run without one); %s; exit %d' % (
-                      ', '.join(failures), iris.deadman_dir(), DEFAULT_CONFIG,
-                      ('STILL FROZEN: %s - run `irisops-hook --caller %s freezeFail` or `iris stat <instance> -W` now'
-                       % (', '.join(still), self.s['caller'])) if still else 'no instance is left frozen by this run',
-                      RC_ERROR))
-        return None
-
-    def _save_freeze_state(self, names, result, deadman=None):
+    def _save_freeze_state(self, names, result, deadman=None, lease=None, run_id=None, nested_in=None):
         data = {
             'caller': self.s['caller'], 'frozen': list(names), 'result': result, 'pid': os.getpid(),
             'time': time.strftime('%Y-%m-%dT%H:%M:%S%z'), 'version': VERSION,
         }
         if deadman:
             data['deadman'] = dict(deadman)  # name -> fires_at (UTC) of the switch armed by this freeze
+        if lease:
+            data['lease'] = lease            # the token of the freeze engine's lease: the thaw carries it
+        if run_id:
+            data['run_id'] = run_id
+        if nested_in:
+            data['nested_in'] = nested_in
         self.store.write(data)
 
     # -- thaw / freezeFail ------------------------------------------------------------------------------------
@@ -668,6 +669,7 @@ class Hook(object):
     def thaw(self, action):
         log = self.log
         iris = self.iris
+        what = 'Thaw' if action == 'thaw' else 'FreezeFail'
         record = action == 'thaw' and self.s['set_history']
         log.blank()
         log.info('%s started (irisops-hook %s on %s; time budget %d s, session timeout %d s%s)' % (
@@ -676,9 +678,16 @@ class Hook(object):
             '; script argument %r' % self.extra_arg if self.extra_arg else ''))
         self.store.lock(min(30, max(5, self.s['time_budget'] // 10)))
         state = self.store.read()
+        if state is not None and state.get('nested_in'):
+            self.store.remove()
+            log.info('%s finished: the freeze of this caller was nested inside the one of %s, whose thaw script '
+                     'thaws; nothing to do; exit %d' % (what, state['nested_in'], self.rc_ok()))
+            return self.rc_ok()
         instances = self.discover()
+        token = None
         if state is not None and state.get('frozen') is not None:
             names = list(state['frozen'])
+            token = state.get('lease')
             from_state = True
             if not names:
                 log.info('state file %s: the freeze of this caller froze nothing (%s); nothing to thaw' % (
@@ -687,11 +696,11 @@ class Hook(object):
             from_state = False
             if state is None:
                 self.warn('no state file %s (no freeze by caller %s, or the state was lost): thawing every frozen '
-                          'instance of the selection (%s)'
+                          'instance of the selection (%s) that no other freezer holds'
                           % (self.store.path, self.s['caller'], ','.join(self.s['instances'])))
             else:
-                self.warn('state file %s is unreadable (%s): thawing every frozen instance of the selection' % (
-                    self.store.path, state.get('corrupt')))
+                self.warn('state file %s is unreadable (%s): thawing every frozen instance of the selection that no '
+                          'other freezer holds' % (self.store.path, state.get('corrupt')))
             sel, errs = self.select(instances, require_ready=False)
             for e in errs:
                 log.error(e)
@@ -715,82 +724,82 @@ class Hook(object):
         for inst in targets:
             log.info('Attempting to thaw %s (%s, sessions as %s)' % (inst['name'], inst.get('flavour'),
                                                                      self.user_of(inst)))
-
-        def one(inst):
-            return iris.thaw(None, inst, run_as=self.run_as_for(inst), timeout=self.session_timeout,
-                             stat_fallback=self.s['stat_fallback'], check_state=True)
-
-        results = self._run_parallel(one, targets)
+        opts = self.engine_options()
+        opts['run_as'] = self.run_as_arg(targets)
+        out = self.engine.thaw_held(targets, self.caller_id(), opts, token=token) if targets else dict(
+            results={}, thawed=[], refused={}, still_frozen=[], went_down=[], invalid={}, valid=None, msg='',
+            run_id=None)
         failed = list(errors)
-        went_down = []
-        thawed = []
-        armed_by_freeze = (state or {}).get('deadman') or {}
         for inst in targets:
             name = inst['name']
-            r = results[name]
+            r = out['results'].get(name) or {}
             self.log.detail('    %s | ' % name, r.get('log') or '')
-            disarm = None
-            if not r.get('failed') or r.get('down'):
-                # thawed, found not frozen, or down (a stopped instance holds no freeze): nothing left to do
-                disarm = iris.deadman_disarm(name)
-            if r.get('down'):
+            if name in out['refused']:
+                if from_state:
+                    log.error('  %s NOT THAWED: %s' % (name, out['refused'][name]))
+                    failed.append(name)
+                else:
+                    self.warn('  %s is frozen by another freezer and left to it: %s' % (name, out['refused'][name]))
+            elif name in out['went_down']:
                 log.error('  %s IS DOWN, not frozen: %s' % (name, r.get('msg')))
-                went_down.append(name)
-            elif r.get('failed'):
+            elif name in out['still_frozen']:
                 log.error('  %s THAW FAILED: %s' % (name, r.get('msg')))
-                st = iris.deadman_status(name)
+                st = self.engine.deadman_status(name)
                 if st.get('armed'):
                     log.error('  %s: its dead-man switch stays armed and tries again at %s UTC (ExternalThaw, then '
                               '`stat -W`)' % (name, st.get('fires_at')))
                 failed.append(name)
-            elif r.get('changed'):
-                thawed.append(inst)
+            elif name in out['thawed']:
                 log.info('  %s IS THAWED (%s exit %s; %.1f s)' % (name, r.get('thawed_by'), r.get('rc'),
                                                                   (r.get('duration_ms') or 0) / 1000.0))
             elif from_state:
-                fired = name in armed_by_freeze and not disarm['was_armed']
-                self.warn('  %s was no longer frozen (the write daemon resumed before the thaw: %s) - the snapshot '
-                          'of %s may not be consistent' % (
-                              name, 'its dead-man switch fired at %s UTC, see %s' % (
-                                  armed_by_freeze[name], iris.DEADMAN_LOG) if fired
-                              else 'WDSuspendLimit or a manual thaw', name))
+                log.info('  %s was no longer frozen' % name)
             else:
                 log.info('  %s was not frozen; nothing to do' % name)
-            if disarm and disarm['was_armed']:
+            if name in out['invalid']:
+                log.error('  %s: BACKUP INVALID: %s - the snapshot taken under this freeze may be torn; do not use it'
+                          % (name, out['invalid'][name]))
+            dm = r.get('deadman') or {}
+            if dm.get('disarmed') or dm.get('was_armed'):
                 log.info('  %s: dead-man switch disarmed' % name)
             log.info('  Completed thaw of %s' % name)
-        if record:
-            for inst in thawed:
-                h = iris.set_history(None, inst, run_as=self.run_as_for(inst), timeout=self.session_timeout,
-                                     check_state=False)
-                self.log.detail('    %s | ' % inst['name'], h.get('log') or '')
-                if h['failed']:
-                    self.warn('  %s: backup NOT recorded: %s' % (inst['name'], h['msg']))
-                else:
-                    log.info('  %s: backup recorded in the backup history (ExternalSetHistory)' % inst['name'])
-        still = [n for n in failed if n in names]
+        if record and out['thawed']:
+            if out['invalid']:
+                self.warn('  backup NOT recorded (ExternalSetHistory): the freeze was not intact (%s)' % ', '.join(
+                    sorted(out['invalid'])))
+            else:
+                for inst in [i for i in targets if i['name'] in out['thawed']]:
+                    h = iris.set_history(None, inst, run_as=self.run_as_for(inst), timeout=self.session_timeout,
+                                         check_state=False)
+                    self.log.detail('    %s | ' % inst['name'], h.get('log') or '')
+                    if h['failed']:
+                        self.warn('  %s: backup NOT recorded: %s' % (inst['name'], h['msg']))
+                    else:
+                        log.info('  %s: backup recorded in the backup history (ExternalSetHistory)' % inst['name'])
+        still = [n for n in out['still_frozen'] if n in names]
         if still:
-            data = {'caller': self.s['caller'], 'frozen': still, 'result': 'thaw failed', 'pid': os.getpid(),
-                    'time': time.strftime('%Y-%m-%dT%H:%M:%S%z'), 'version': VERSION}
-            if any(n in armed_by_freeze for n in still):
-                data['deadman'] = dict((n, armed_by_freeze[n]) for n in still if n in armed_by_freeze)
-            self.store.write(data)
+            self._save_freeze_state(still, 'thaw failed', deadman=dict(
+                (n, v) for n, v in ((state or {}).get('deadman') or {}).items() if n in still), lease=token,
+                run_id=(state or {}).get('run_id'))
         else:
             self.store.remove()
         if failed:
             log.error('%s finished: FAILED for %s - users are blocked while an instance stays frozen: run '
                       '`irisops-hook --caller %s thaw` again or `iris stat <instance> -W`; exit %d' % (
-                          'Thaw' if action == 'thaw' else 'FreezeFail', ', '.join(failed), self.s['caller'],
-                          RC_ERROR))
+                          what, ', '.join(failed), self.s['caller'], RC_ERROR))
             return RC_ERROR
-        if went_down:
+        if out['invalid'] and action == 'thaw':
+            log.error('%s finished: BACKUP INVALID for %s (%s); thawed %s; exit %d' % (
+                what, ', '.join(sorted(out['invalid'])), '; '.join('%s: %s' % kv for kv in sorted(
+                    out['invalid'].items())), ', '.join(out['thawed']) or 'nothing', RC_ERROR))
+            return RC_ERROR
+        if out['went_down']:
             log.error('%s finished: FAILED - %s went down during the backup: not frozen (a stopped instance holds no '
                       'freeze), but not in this backup either; start it and take the backup again; exit %d' % (
-                          'Thaw' if action == 'thaw' else 'FreezeFail', ', '.join(went_down), RC_ERROR))
+                          what, ', '.join(out['went_down']), RC_ERROR))
             return RC_ERROR
         log.info('%s finished: thawed %s in %.1f s; exit %d' % (
-            'Thaw' if action == 'thaw' else 'FreezeFail', ', '.join(i['name'] for i in thawed) or 'nothing',
-            self.elapsed(), self.rc_ok()))
+            what, ', '.join(out['thawed']) or 'nothing', self.elapsed(), self.rc_ok()))
         return self.rc_ok()
 
     # -- status / check ---------------------------------------------------------------------------------------
@@ -802,7 +811,7 @@ class Hook(object):
         rc = RC_OK
         for inst in instances:
             entry = {'name': inst['name'], 'flavour': inst.get('flavour'), 'status': inst.get('status'),
-                     'run_as': self.user_of(inst), 'frozen': None, 'deadman': iris.deadman_status(inst['name'])}
+                     'run_as': self.user_of(inst), 'frozen': None, 'deadman': self.engine.deadman_status(inst['name'])}
             if inst.get('ready'):
                 q = iris.is_frozen(None, inst, run_as=self.run_as_for(inst),
                                    timeout=min(30, self.session_timeout))
@@ -847,7 +856,7 @@ class Hook(object):
         eft = self.s['external_freeze_timeout'] or iris.DEFAULT_EXTERNAL_FREEZE_TIMEOUT
         if seconds > 0:
             print('dead-man switch: thaws %d s after a freeze unless the thaw comes first (%s, state in %s)%s' % (
-                seconds, 'systemd timer' if iris._use_systemd() else 'detached sleeper process', iris.deadman_dir(),
+                seconds, 'systemd timer' if self.engine.use_systemd() else 'detached sleeper process', self.engine.deadman_dir(),
                 '; WARNING: not below ExternalFreezeTimeOut (%d s), users may hang first' % eft
                 if seconds >= eft else ''))
         else:
@@ -956,8 +965,8 @@ def main(argv=None):
                          % log.file_error)
     hook = None
     try:
-        iris = import_iris(settings['lib_dir'])
-        hook = Hook(iris, settings, log, extra_arg=args.script_arg)
+        iris, freeze = import_engine(settings['lib_dir'])
+        hook = Hook(iris, freeze, settings, log, extra_arg=args.script_arg)
         if args.action == 'freeze':
             return hook.freeze()
         if args.action in ('thaw', 'freezeFail'):
