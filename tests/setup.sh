@@ -185,50 +185,9 @@ step_ansible_test_copy() {
 }
 
 step_ansible_test_pip() {
-    # `ansible-test sanity --venv` bootstraps pip into each new test venv with a get-pip script that it downloads
-    # from ci-files.testing.ansible.com into ~/.ansible/test/cache/ -- a host the rig machines cannot reach, so on a
-    # fresh machine every sanity test fails with "does not have pip available".  Put an equivalent script there
-    # (same contract: `python get_pip_X.py [pip install args] [--no-setuptools] [--no-wheel]`) that runs pip from
-    # the pip wheel of the version ansible-test wants, downloaded from PyPI into .cache/wheels.
-    local version cache script wheel_dir=$IRISOPS_CACHE/wheels wheel
-    version=$("$IRISOPS_VENV/bin/python" - <<'PY'
-import os, re, ansible_test
-src = open(os.path.join(os.path.dirname(ansible_test.__file__), '_internal', 'python_requirements.py')).read()
-m = re.search(r"default_packages = dict\(\s*pip='([0-9.]+)'", src)
-print(m.group(1) if m else '')
-PY
-)
-    if [ -z "$version" ]; then
-        echo "setup: cannot find the pip version ansible-test bootstraps (ansible_test changed?)" >&2
-        return 1
-    fi
-    cache=$HOME/.ansible/test/cache
-    script=$cache/get_pip_${version//./_}.py
-    if [ -f "$script" ] && { ! grep -q '^# Written by irisops.backup' "$script" ||
-                             [ -f "$cache/pip-$version-py3-none-any.whl" ]; }; then
-        echo "ansible-test pip $version bootstrap script: present ($script)"
-        return 0
-    fi
-    mkdir -p "$wheel_dir" "$cache"
-    wheel=$(find "$wheel_dir" -maxdepth 1 -name "pip-$version-py3-none-any.whl" | head -n 1)
-    if [ -z "$wheel" ]; then
-        "$IRISOPS_VENV/bin/python" -m pip download --quiet --no-deps --dest "$wheel_dir" "pip==$version"
-        wheel=$(find "$wheel_dir" -maxdepth 1 -name "pip-$version-py3-none-any.whl" | head -n 1)
-    fi
-    cp "$wheel" "$cache/"
-    cat >"$script.tmp" <<PY
-# Written by irisops.backup tests/setup.sh in place of ansible-test's download of get-pip $version (unreachable here).
-# Runs pip from the wheel next to this file and installs the requested packages (pip==$version: that same wheel).
-import os
-import sys
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, 'pip-$version-py3-none-any.whl'))
-from pip._internal.cli.main import main  # noqa: E402
-args = [a for a in sys.argv[1:] if a not in ('--no-setuptools', '--no-wheel')]
-sys.exit(main(['install', '--upgrade', '--force-reinstall', '--find-links', HERE] + args))
-PY
-    mv "$script.tmp" "$script"
-    echo "ansible-test pip $version bootstrap script: written ($script, pip wheel copied next to it)"
+    # `ansible-test sanity --venv` downloads a get-pip script from a host the rig machines cannot reach; the helper
+    # writes an equivalent one into ~/.ansible/test/cache/, built from the pip wheel on PyPI (see its header).
+    bash tests/harness/ansible-test-pip.sh "$IRISOPS_VENV/bin/python"
 }
 
 t_all=$(irisops_now)
