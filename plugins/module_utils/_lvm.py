@@ -930,15 +930,14 @@ class Lvm(object):
         started = time.time()
 
         def work():
-            if self.runner is REAL_RUNNER:   # the real runner: keep the process so it can be killed
-                try:
+            try:
+                if self.runner is REAL_RUNNER:   # the real runner: keep the process so it can be killed
                     box["proc"] = _run.start(full, env=command_env())
-                except OSError as exc:
-                    box["res"] = (127, "", "%s: %s" % (full[0], exc))
-                    return
-                box["res"] = _run.finish(box["proc"])
-            else:                                   # an injected runner (tests): no process to kill
-                box["res"] = self.runner(full, None, None)
+                    box["res"] = _run.finish(box["proc"])
+                else:                            # an injected runner (tests): no process to kill
+                    box["res"] = self.runner(full, None, None)
+            except Exception as exc:  # pylint: disable=broad-except  # reported as a failed lvcreate, not lost
+                box["res"] = (127 if isinstance(exc, OSError) else 1, "", "%s: %s" % (full[0], exc))
 
         worker = threading.Thread(target=work, name="lvcreate %s/%s" % (vg, name))
         worker.daemon = True
