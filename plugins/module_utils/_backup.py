@@ -94,6 +94,8 @@ CONFIG_DEFAULTS = {
     'lvm_timeout': 120,
     'repository': None,
     'repository_password_file': None,
+    'repository_password_credential': None,
+    'password_credential': None,
     'repository_ssh_key': None,
     'repository_known_hosts': None,
     'repository_ssh_port': None,
@@ -112,7 +114,8 @@ CONFIG_DEFAULTS = {
     'host': None,
     'progress_every': PROGRESS_EVERY,
 }
-ABSOLUTE_PATHS = ('repository_password_file', 'repository_ssh_key', 'repository_known_hosts', 'restic_cache_dir',
+ABSOLUTE_PATHS = ('repository_password_file', 'repository_password_credential', 'password_credential',
+                  'repository_ssh_key', 'repository_known_hosts', 'restic_cache_dir',
                   'mount_root', 'report_dir', 'metrics_file')
 CHOICES = {'existing': ('fail', 'remove'), 'unmapped_directories': ('fail', 'warn'),
            'mirror_primary': ('freeze', 'skip', 'fail'), 'freeze_mode': ('together', 'staggered'),
@@ -238,22 +241,39 @@ def load_config(path):
     return cfg
 
 
-def password_file(cfg):
-    """Where restic reads the repository password: the systemd credential when the service has one, else the
-    configured root-only file."""
+#: How a systemd encrypted credential is read back (root only; systemd 250 or later): the secret goes through a pipe
+#: to restic (RESTIC_PASSWORD_COMMAND) and never lands in a file.
+CREDS_DECRYPT = 'systemd-creds decrypt --name=%s %s -'
+
+
+def password_source(cfg):
+    """``(file, command)`` restic reads the repository password from: the credential systemd passed the service
+    ($CREDENTIALS_DIRECTORY), else the encrypted credential file decrypted by systemd-creds, else the root-only
+    file."""
     cred = os.environ.get('CREDENTIALS_DIRECTORY')
     if cred and os.path.isfile(os.path.join(cred, PASSWORD_CREDENTIAL)):
-        return os.path.join(cred, PASSWORD_CREDENTIAL)
-    return cfg.get('repository_password_file')
+        return os.path.join(cred, PASSWORD_CREDENTIAL), None
+    if cfg.get('repository_password_credential'):
+        return None, CREDS_DECRYPT % (PASSWORD_CREDENTIAL, cfg['repository_password_credential'])
+    return cfg.get('repository_password_file'), None
 
 
 def iris_password(cfg):
+    """The IRIS password for instances without OS authentication: given to the run, or from the service's
+    credential, or decrypted from the credential file (never stored in the configuration)."""
+    if cfg.get('password'):
+        return cfg['password']
     cred = os.environ.get('CREDENTIALS_DIRECTORY')
     path = os.path.join(cred, IRIS_PASSWORD_CREDENTIAL) if cred else None
     if path and os.path.isfile(path):
         with open(path) as f:
             return f.read().rstrip('\n')
-    return cfg.get('password')
+    if cfg.get('password_credential'):
+        rc, out, _err = _run.run((CREDS_DECRYPT % (IRIS_PASSWORD_CREDENTIAL, cfg['password_credential'])).split(),
+                                 timeout=60)
+        if rc == 0:
+            return out.rstrip('\n')
+    return None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -406,7 +426,9 @@ def report_text(rep):
 class Repository(object):
     """restic on one repository, through the collection's runner (``run_child`` lets a run kill a long backup)."""
 
-    def __init__(self, cfg, password_path, runner=None):
+    def __init__(self, cfg, password_path=None, runner=None):
+        """``password_path``: a file holding the password (the module's temporary one); default
+        password_source(cfg)."""
         self.cfg = cfg
         self.url = cfg['repository']
         scheme, details = _restic.parse_repository(self.url)
@@ -418,7 +440,10 @@ class Repository(object):
         binary = _restic.find_binary(cfg['restic_binary'])
         self.binary = binary
         self.base = _restic.base_argv(self.url, binary or cfg['restic_binary'], sftp)
-        self.env = _run.command_env('restic', _restic.env(password_path, cfg.get('restic_cache_dir')))
+        pw_file, pw_command = (password_path, None) if password_path else password_source(cfg)
+        self.password_file, self.password_command = pw_file, pw_command
+        self.env = _run.command_env('restic', _restic.env(pw_file, cfg.get('restic_cache_dir'),
+                                                          password_command=pw_command))
         self.runner = runner
         self.commands = []
         self.current = None
@@ -637,7 +662,7 @@ class BackupRun(object):
         self.run_id = run_id or _freeze.default_run_id('backup')
         self.base = base
         self.emit = emit or (lambda line: None)
-        self.password_path = password_path or password_file(cfg)
+        self.password_path = password_path
         self.runner = runner
         self.lvm = lvm or _lvm.Lvm(timeout=cfg['lvm_timeout'])
         self.started = _now()
@@ -710,12 +735,12 @@ class BackupRun(object):
     def preflight(self):
         self.step = 'preflight'
         cfg = self.cfg
-        pw = self.password_path
+        pw = self.repo.password_file
         if self.repo.binary is None:
             raise BackupError('nothing frozen: the restic command %r was not found on PATH. Next: install the restic '
                               'package (the irisops.backup.lvm_backup role does) or set restic_binary'
                               % cfg['restic_binary'])
-        if not pw or not os.path.isfile(pw):
+        if not self.repo.password_command and (not pw or not os.path.isfile(pw)):
             raise BackupError('nothing frozen: the repository password file %s does not exist (no systemd credential '
                               '%s either). Next: install it with the role (lvm_backup_repository_password)'
                               % (pw, PASSWORD_CREDENTIAL))
@@ -1011,7 +1036,7 @@ class BackupRun(object):
             self.unmount_all()
         except Exception as exc:  # pylint: disable=broad-except
             self.report['warnings'].append('unmount: %s' % exc)
-        if self.snapset is not None:
+        if self.snapset is not None and self.engine is not None:   # snapshots exist only once the window ran
             removed, errors = self.snapset.cleanup()
             c = self.report['cleanup']
             c['snapshots_removed'] = sorted(set(c.get('snapshots_removed') or []) | set(removed))
@@ -1155,6 +1180,29 @@ def status(cfg, base=None):
     return out
 
 
+def wait_status(cfg, run_id=None, wait=0, sleep=time.sleep):
+    """status() plus ``finished`` (the run ``run_id`` wrote its report, or no run holds the lock) and ``line`` (one
+    line for a progress display), waiting up to ``wait`` seconds for the run to finish."""
+    deadline = _now() + max(wait or 0, 0)
+    while True:
+        st = status(cfg)
+        last = st['last'] or {}
+        if run_id:
+            st['finished'] = last.get('run_id') == run_id and last.get('status') in ('success', 'failed')
+        else:
+            st['finished'] = not st['holder']
+        if st['finished'] or _now() >= deadline:
+            break
+        sleep(min(1.0, max(deadline - _now(), 0.05)))
+    prog = st['progress'] or {}
+    if st['finished']:
+        st['line'] = 'run %s %s%s' % (last.get('run_id'), last.get('status'),
+                                      (': ' + last['error']) if last.get('error') else '')
+    else:
+        st['line'] = '%s: %s' % (prog.get('phase') or 'starting', prog.get('text') or 'waiting for the run to start')
+    return st
+
+
 def _out(text):
     """A line on stdout (the command's output; modules return results instead)."""
     sys.stdout.write('%s\n' % text)
@@ -1180,6 +1228,8 @@ def build_parser():
     sub.add_parser('prune', help='apply the retention policy and its floor now')
     s = sub.add_parser('status', help='the running backup\'s progress and the last report')
     s.add_argument('--json', action='store_true')
+    s.add_argument('--run-id', help='the run to wait for: finished once its report is written')
+    s.add_argument('--wait', type=int, default=0, help='wait up to this many seconds for the run to finish')
     sub.add_parser('init', help='create the repository if it does not exist')
     return p
 
@@ -1205,7 +1255,7 @@ def main(argv=None):
                          else report_text(rep))
         return 0 if rep['status'] == 'success' else 1
     try:
-        repo = Repository(cfg, password_file(cfg))
+        repo = Repository(cfg)
         if args.command == 'init':
             ok, _detail = repo.exists()
             if ok:
@@ -1231,7 +1281,7 @@ def main(argv=None):
             _out(json.dumps(res, indent=1, sort_keys=True))
             return 0
         if args.command == 'status':
-            st = status(cfg)
+            st = wait_status(cfg, args.run_id, args.wait)
             if args.json:
                 _out(json.dumps(st, indent=1, sort_keys=True, default=str))
             else:

@@ -100,11 +100,11 @@ def base_argv(repo, restic='restic', sftp_cmd=None):
     return argv
 
 
-def env(password_file, cache_dir=None, extra=None):
-    """The environment of every restic call: the password from a file (never argv), a cache directory, progress
-    lines every PROGRESS_SECONDS, no colours."""
+def env(password_file=None, cache_dir=None, extra=None, password_command=None):
+    """The environment of every restic call: the password from a file or a command that prints it (never argv, never
+    the environment itself), a cache directory, progress lines every PROGRESS_SECONDS."""
     out = {'RESTIC_PASSWORD_FILE': password_file, 'RESTIC_PROGRESS_FPS': '%.3f' % (1.0 / PROGRESS_SECONDS),
-           'RESTIC_PASSWORD': None, 'RESTIC_PASSWORD_COMMAND': None, 'RESTIC_REPOSITORY': None}
+           'RESTIC_PASSWORD': None, 'RESTIC_PASSWORD_COMMAND': password_command, 'RESTIC_REPOSITORY': None}
     if cache_dir:
         out['RESTIC_CACHE_DIR'] = cache_dir
     out.update(extra or {})

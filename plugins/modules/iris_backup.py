@@ -63,6 +63,15 @@ options:
     description:
       - File on the host holding the repository password (root 0600).
     type: path
+  repository_password_credential:
+    description:
+      - A systemd encrypted credential file (C(systemd-creds encrypt --name=restic-password)) holding the repository
+        password; decrypted by C(systemd-creds) into a pipe each time restic needs it (systemd 250 or later, root).
+    type: path
+  password_credential:
+    description:
+      - A systemd encrypted credential file (C(--name=iris-password)) holding the IRIS password of O(username).
+    type: path
   repository_ssh_key:
     description:
       - SSH private key for an C(sftp:) repository.
@@ -292,6 +301,8 @@ def argument_spec():
     return dict(
         config_file=dict(type='path'), run_id=dict(type='str'), repository=dict(type='str'),
         repository_password=dict(type='str', no_log=True), repository_password_file=dict(type='path', no_log=False),
+        repository_password_credential=dict(type='path', no_log=False),
+        password_credential=dict(type='path', no_log=False),
         repository_ssh_key=dict(type='path', no_log=False), repository_known_hosts=dict(type='path'),
         repository_ssh_port=dict(type='int'), instances=dict(type='list', elements='str'),
         volumes=dict(type='list', elements='raw'), snapshot_size=dict(type='str'), snapshot_suffix=dict(type='str'),

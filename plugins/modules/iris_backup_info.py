@@ -137,8 +137,7 @@ def main():
     errors = [e for e in errors if not e.startswith('unknown setting')]
     if errors:
         module.fail_json(msg='; '.join(errors), backups=[])
-    tmpdir = None
-    pw_path = _backup.password_file(cfg)
+    tmpdir = pw_path = None
     if p['repository_password']:
         tmpdir = tempfile.mkdtemp(prefix='irisops-info-')
         pw_path = os.path.join(tmpdir, 'pw')
