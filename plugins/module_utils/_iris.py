@@ -1534,3 +1534,260 @@ def public_instance(inst):
     """The instance facts returned by modules (internal helper keys dropped)."""
     drop = ('qlist_line',)
     return dict((k, v) for k, v in inst.items() if k not in drop)
+
+
+# ===============================================================================================================
+# Security.* and script sessions (iris_backup_user)
+# ===============================================================================================================
+#
+# How the collection reads and changes the security settings of an instance: ObjectScript lines for
+# Security.System, Security.Services, Security.Users and Security.Roles, run as one `iris session INST -U %SYS`
+# (`csession` on Cache) with the script on standard input (the login answers first when credentials are given).
+# Every line reports through "IRISOPS|key|value" markers; prompts and banners around them are ignored.  What to
+# change is decided by plugins/modules/iris_backup_user.py; how to say it to IRIS is here.
+#
+# UNCONFIRMED facts of this section, each in one constant (docs/unconfirmed.md rows 4, 5, 7, 14):
+#   USERS_CREATE_ARGS        the positional signature of Security.Users.Create
+#   USERS_PASSWORD_PROPERTY  the property of Security.Users.Modify that takes a clear-text password
+#   SYSTEM_OBJECT            the name of the Security.System object
+#   ROLES_CREATE_ARGS        the positional signature of Security.Roles.Create
+
+#: Bits of AutheEnabled (CONFIRMED: $$$AutheOS=16, $$$AuthePassword=32).
+AUTHE_OS = 16
+AUTHE_PASSWORD = 32
+#: The service used by `iris session` / `csession` on UNIX.
+TERMINAL_SERVICE = '%Service_Terminal'
+#: Name of the Security.System object (public Cache/IRIS scripts pass "SYSTEM"; IRIS also accepts an omitted name).
+SYSTEM_OBJECT = 'SYSTEM'
+#: Positional signature of Security.Users.Create as used in public scripts (UNCONFIRMED against the class reference):
+#: Create(Username, Roles, Password, FullName, NameSpace, Routine, ExpirationDate, ChangePassword, Enabled, Comment)
+USERS_CREATE_ARGS = ('Username', 'Roles', 'Password', 'FullName', 'NameSpace', 'Routine', 'ExpirationDate',
+                     'ChangePassword', 'Enabled', 'Comment')
+#: Property that takes a clear-text password in Security.Users.Modify (UNCONFIRMED; IRIS objects call it
+#: PasswordExternal).
+USERS_PASSWORD_PROPERTY = 'Password'
+#: Positional signature of Security.Roles.Create as used in public scripts (UNCONFIRMED against the class reference):
+#: Create(Name, Description, Resources, GrantedRoles)
+ROLES_CREATE_ARGS = ('Name', 'Description', 'Resources', 'GrantedRoles')
+#: Security.Users flags that keep an unused account or an old password from ever stopping the backups.
+USER_FLAGS = ('AccountNeverExpires', 'PasswordNeverExpires')
+#: Output marker of the scripts (prompts and banners around it are ignored).
+SCRIPT_MARK = 'IRISOPS|'
+SCRIPT_MARK_RE = re.compile(r'IRISOPS\|([A-Za-z0-9_.]+)\|(.*)$')
+#: An ObjectScript error as a session prints it (``<PROTECT> ...``, ``<UNDEFINED> ...``).
+OBJECTSCRIPT_ERROR_RE = re.compile(r'<[A-Z][A-Z ]*>[^\r\n]*')
+
+
+def scrub_secrets(text, secrets):
+    """``text`` with every one of ``secrets`` replaced by asterisks."""
+    for secret in secrets:
+        text = _scrub(text, secret)
+    return text
+
+
+def objectscript_errors(text):
+    """The ObjectScript error lines (``<PROTECT> ...``) found in session output, in order."""
+    return OBJECTSCRIPT_ERROR_RE.findall(text or '')
+
+
+def script_argv(inst, run_as):
+    """``iris session INST -U %SYS`` (``csession`` on Cache) with no command: lines are read from stdin."""
+    cmd = inst.get('session_cmd') or list(FLAVOURS[inst.get('flavour') or 'iris']['session'])
+    return wrap_run_as(list(cmd) + [inst['name'], '-U', SYS_NAMESPACE], run_as=run_as)
+
+
+def run_script(inst, lines, run_as, timeout, creds=None, secrets=(), runner=None):
+    """Run ObjectScript ``lines`` in %SYS; ``creds`` = (username, password) answers the login prompts first.
+
+    Returns dict(rc, values, errors, stdout, stderr, command, denied, complete): ``values`` are the markers the
+    lines printed (``complete`` when the script reached its end marker).  Every secret is scrubbed from the output.
+    """
+    argv = script_argv(inst, run_as)
+    data = ''
+    if creds:
+        data = credentials_stdin(creds[0], creds[1])
+    data += '\n'.join(list(lines) + ['Write "%send|1",!' % SCRIPT_MARK, 'Halt']) + '\n'
+    rc, out, err = (runner or subprocess_runner)(argv, data, timeout)
+    out = scrub_secrets(out, secrets)
+    err = scrub_secrets(err, secrets)
+    values = {}
+    errors = []
+    for line in (out or '').replace('\r\n', '\n').split('\n'):
+        m = SCRIPT_MARK_RE.search(line)
+        if m:
+            values[m.group(1)] = m.group(2).rstrip()
+            continue
+        e = OBJECTSCRIPT_ERROR_RE.search(line)
+        if e:
+            errors.append(e.group(0).strip())
+    denied = 'end' not in values and 'access denied' in (out or '').lower()
+    return {'rc': rc, 'values': values, 'errors': errors, 'stdout': out, 'stderr': err, 'command': argv,
+            'denied': denied, 'complete': values.get('end') == '1'}
+
+
+def script_status_write(key, sc='sc'):
+    """ObjectScript that prints the %Status ``sc`` as the marker ``key`` (``1|`` or ``0|error text``)."""
+    return 'Write "%s%s|",$SYSTEM.Status.IsOK(%s),"|",$SYSTEM.Status.GetErrorText(%s),!' % (SCRIPT_MARK, key, sc, sc)
+
+
+def security_read_lines(name, role=None):
+    """Read-only script: system and service authentication, the user ``name`` (and the role ``role`` when given)."""
+    q = objectscript_string
+    lines = [
+        'Kill p Set sc=##class(Security.System).Get(%s,.p) %s Write "%ssystem.AutheEnabled|",$Get(p("AutheEnabled")),!'
+        % (q(SYSTEM_OBJECT), script_status_write('system.sc'), SCRIPT_MARK),
+        'Kill s Set sc=##class(Security.Services).Get(%s,.s) %s Write "%sservice.Enabled|",$Get(s("Enabled")),!,'
+        '"%sservice.AutheEnabled|",$Get(s("AutheEnabled")),!'
+        % (q(TERMINAL_SERVICE), script_status_write('service.sc'), SCRIPT_MARK, SCRIPT_MARK),
+        'Write "%suser.exists|",##class(Security.Users).Exists(%s),!' % (SCRIPT_MARK, q(name)),
+        'Kill u Set sc=##class(Security.Users).Get(%s,.u) Write "%suser.Roles|",$Get(u("Roles")),!,'
+        '"%suser.Enabled|",$Get(u("Enabled")),!,"%suser.Comment|",$Get(u("Comment")),!'
+        % (q(name), SCRIPT_MARK, SCRIPT_MARK, SCRIPT_MARK)
+        + ''.join(',"%suser.%s|",$Get(u("%s")),!' % (SCRIPT_MARK, f, f) for f in USER_FLAGS),
+    ]
+    if role is not None:
+        lines += [
+            'Write "%srole.exists|",##class(Security.Roles).Exists(%s),!' % (SCRIPT_MARK, q(role)),
+            'Kill r Set sc=##class(Security.Roles).Get(%s,.r) Write "%srole.Resources|",$Get(r("Resources")),!,'
+            '"%srole.Description|",$Get(r("Description")),!' % (q(role), SCRIPT_MARK, SCRIPT_MARK),
+        ]
+    return lines
+
+
+def _security_int(value):
+    value = (value or '').strip()
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def parse_security_state(values, role_managed):
+    """Turn the markers of security_read_lines() into a state dict; raises ValueError naming what is missing."""
+    for key in ('system.sc', 'service.sc', 'user.exists'):
+        if key not in values:
+            raise ValueError('the read script printed no %s line' % key)
+    if not values['system.sc'].startswith('1'):
+        raise ValueError('Security.System.Get failed: %s' % values['system.sc'])
+    if not values['service.sc'].startswith('1'):
+        raise ValueError('Security.Services.Get(%s) failed: %s' % (TERMINAL_SERVICE, values['service.sc']))
+    for key in ('user.exists', 'role.exists'):
+        if key in values and values[key] not in ('0', '1'):
+            raise ValueError('%s printed %r instead of 0 or 1' % (key, values[key]))
+    exists = values.get('user.exists') == '1'
+    state = {
+        'system_authe': _security_int(values.get('system.AutheEnabled')),
+        'service_enabled': _security_int(values.get('service.Enabled')),
+        'service_authe': _security_int(values.get('service.AutheEnabled')),
+        'user_exists': exists,
+        'user_roles': split_roles(values.get('user.Roles')) if exists else [],
+        'user_enabled': _security_int(values.get('user.Enabled')) if exists else None,
+        'user_comment': values.get('user.Comment') if exists else None,
+    }
+    for f in USER_FLAGS:
+        state['user_' + f] = _security_int(values.get('user.' + f)) if exists else None
+    if state['system_authe'] is None or state['service_authe'] is None:
+        raise ValueError('AutheEnabled could not be read (system %r, service %r)' % (
+            values.get('system.AutheEnabled'), values.get('service.AutheEnabled')))
+    if role_managed:
+        if 'role.exists' not in values:
+            raise ValueError('the read script printed no role.exists line (Security.Roles not available?)')
+        state['role_exists'] = values.get('role.exists') == '1'
+        state['role_resources'] = values.get('role.Resources') if state['role_exists'] else None
+        state['role_description'] = values.get('role.Description') if state['role_exists'] else None
+    return state
+
+
+def split_roles(text):
+    """The role names of a Security.Users ``Roles`` value ("A,B")."""
+    return [r.strip() for r in (text or '').split(',') if r.strip()]
+
+
+def same_roles(a, b):
+    """Whether two lists of role names are the same set (role names are not case-sensitive)."""
+    return sorted(r.lower() for r in a) == sorted(r.lower() for r in b)
+
+
+def role_resources_map(text):
+    """{resource (lower case): permissions as a sorted string} of a Security.Roles ``Resources`` value;
+    "%DB_X:WR,%db_x:u" -> {'%db_x': 'RUW'}."""
+    out = {}
+    for item in (text or '').split(','):
+        res, _sep, perms = item.strip().partition(':')
+        if res.strip():
+            key = res.strip().lower()
+            out[key] = ''.join(sorted(set(out.get(key, '') + perms.strip().upper())))
+    return out
+
+
+def same_role_resources(a, b):
+    """Whether two ``Resources`` values grant the same permissions on the same resources."""
+    return role_resources_map(a) == role_resources_map(b)
+
+
+# -- change lines: each prints its %Status as a "chg.*" marker ----------------------------------------------------
+
+def user_delete_line(name):
+    return 'Set sc=##class(Security.Users).Delete(%s) %s' % (
+        objectscript_string(name), script_status_write('chg.user_delete'))
+
+
+def user_create_line(name, role, password, full_name, comment):
+    """Security.Users.Create of an enabled user with one role, no namespace or routine, no password change."""
+    q = objectscript_string
+    args = {'Username': q(name), 'Roles': q(role), 'Password': q(password), 'FullName': q(full_name),
+            'NameSpace': '""', 'Routine': '""', 'ExpirationDate': '""', 'ChangePassword': '0', 'Enabled': '1',
+            'Comment': q(comment)}
+    return 'Set sc=##class(Security.Users).Create(%s) %s' % (
+        ','.join(args[a] for a in USERS_CREATE_ARGS), script_status_write('chg.user_create'))
+
+
+def user_modify_line(name, props, key='chg.user_modify'):
+    """Security.Users.Modify of ``props`` [(property, ObjectScript value), ...]."""
+    return 'Kill u %s Set sc=##class(Security.Users).Modify(%s,.u) %s' % (
+        ' '.join('Set u("%s")=%s' % kv for kv in props), objectscript_string(name), script_status_write(key))
+
+
+def user_flags_line(name):
+    """Set every USER_FLAGS property of the user to 1."""
+    return user_modify_line(name, [(f, '1') for f in USER_FLAGS], key='chg.user_flags')
+
+
+def user_password_property(password):
+    """The (property, value) that sets a clear-text password through Security.Users.Modify."""
+    return (USERS_PASSWORD_PROPERTY, objectscript_string(password))
+
+
+def role_create_line(name, description, resources):
+    q = objectscript_string
+    args = {'Name': q(name), 'Description': q(description), 'Resources': q(resources), 'GrantedRoles': '""'}
+    return 'Set sc=##class(Security.Roles).Create(%s) %s' % (
+        ','.join(args[a] for a in ROLES_CREATE_ARGS), script_status_write('chg.role_create'))
+
+
+def role_resources_line(name, resources):
+    """Security.Roles.Modify of the role's resources."""
+    return 'Kill r Set r("Resources")=%s Set sc=##class(Security.Roles).Modify(%s,.r) %s' % (
+        objectscript_string(resources), objectscript_string(name), script_status_write('chg.role_modify'))
+
+
+def role_delete_line(name):
+    return 'Set sc=##class(Security.Roles).Delete(%s) %s' % (
+        objectscript_string(name), script_status_write('chg.role_delete'))
+
+
+def system_authe_line(authe):
+    """Security.System.Modify of AutheEnabled."""
+    return 'Kill p Set p("AutheEnabled")=%d Set sc=##class(Security.System).Modify(%s,.p) %s' % (
+        authe, objectscript_string(SYSTEM_OBJECT), script_status_write('chg.system'))
+
+
+def terminal_service_line(enabled=None, authe=None):
+    """Security.Services.Modify of TERMINAL_SERVICE: Enabled and/or AutheEnabled (None: left as it is)."""
+    sets = []
+    if enabled is not None:
+        sets.append('Set s("Enabled")=%d' % enabled)
+    if authe is not None:
+        sets.append('Set s("AutheEnabled")=%d' % authe)
+    return 'Kill s %s Set sc=##class(Security.Services).Modify(%s,.s) %s' % (
+        ' '.join(sets), objectscript_string(TERMINAL_SERVICE), script_status_write('chg.service'))

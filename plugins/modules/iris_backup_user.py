@@ -72,7 +72,8 @@ options:
         (C(BACKUP_ROLE_PRIVILEGES)) - C(%Service_Terminal:U,%Admin_Operate:U,%DB_IRISSYS:RW) on IRIS,
         C(%DB_CACHESYS:RW) instead of C(%DB_IRISSYS:RW) on Cache.
       - That list is UNCONFIRMED against a real instance (InterSystems documents no minimum privilege for
-        C(Backup.General)); the final verification (O(verify)) tells whether it is enough.
+        C(Backup.General); C(docs/unconfirmed.md) row 13); the final verification (O(verify)) tells whether it is
+        enough.
       - O(role) must then not start with C(%) (names starting with C(%) are reserved by InterSystems). A role of that
         name that this module did not create is used only if it already holds exactly these privileges; it is
         never changed.
@@ -239,176 +240,32 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.irisops.backup.plugins.module_utils import _iris
 
 # ---------------------------------------------------------------------------------------------------------------
-# The ObjectScript facts this module relies on, one place each.
+# What IRIS understands (the Security.* classes, their ObjectScript, the script sessions) is in module_utils/_iris.py,
+# section "Security.* and script sessions (iris_backup_user)"; this module decides what to change.
 # ---------------------------------------------------------------------------------------------------------------
 
-#: Bits of AutheEnabled (CONFIRMED: $$$AutheOS=16, $$$AuthePassword=32).
-AUTHE_OS = 16
-AUTHE_PASSWORD = 32
-#: The service used by `iris session` / `csession` on UNIX.
-TERMINAL_SERVICE = '%Service_Terminal'
-#: Name of the Security.System object (public Cache/IRIS scripts pass "SYSTEM"; IRIS also accepts an omitted name).
-SYSTEM_OBJECT = 'SYSTEM'
-#: Positional signature of Security.Users.Create as used in public scripts (UNCONFIRMED against the class reference):
-#: Create(Username, Roles, Password, FullName, NameSpace, Routine, ExpirationDate, ChangePassword, Enabled, Comment)
-USERS_CREATE_ARGS = ('Username', 'Roles', 'Password', 'FullName', 'NameSpace', 'Routine', 'ExpirationDate',
-                     'ChangePassword', 'Enabled', 'Comment')
-#: Property that takes a clear-text password in Security.Users.Modify (UNCONFIRMED; IRIS objects call it
-#: PasswordExternal).
-USERS_PASSWORD_PROPERTY = 'Password'
+AUTHE_OS = _iris.AUTHE_OS
+AUTHE_PASSWORD = _iris.AUTHE_PASSWORD
+TERMINAL_SERVICE = _iris.TERMINAL_SERVICE
+USER_FLAGS = _iris.USER_FLAGS
 #: Comment stored on users created by this module.
 MANAGED_COMMENT = 'managed by irisops.backup (backup_user)'
-#: Positional signature of Security.Roles.Create as used in public scripts (UNCONFIRMED against the class reference):
-#: Create(Name, Description, Resources, GrantedRoles)
-ROLES_CREATE_ARGS = ('Name', 'Description', 'Resources', 'GrantedRoles')
 #: Name of the custom role when custom_role=true and no role is given.
 DEFAULT_CUSTOM_ROLE = 'IrisOpsBackup'
 #: Description of a custom role created by this module: the prefix marks it as ours (its resources may be
 #: corrected), the user name says for whom it was created (only that user's removal deletes it).
 ROLE_DESCRIPTION_PREFIX = 'irisops.backup least-privilege external backup role'
 ROLE_DESCRIPTION = ROLE_DESCRIPTION_PREFIX + ', created for backup user %s'
-#: Flags set on the user so that an unused account or an old password never stops the backups.
-USER_FLAGS = ('AccountNeverExpires', 'PasswordNeverExpires')
-#: Output marker of the scripts (prompts and banners around it are ignored).
-MARK = 'IRISOPS|'
-_MARK_RE = re.compile(r'IRISOPS\|([A-Za-z0-9_.]+)\|(.*)$')
-_ERROR_RE = re.compile(r'<[A-Z][A-Z ]*>[^\r\n]*')
 
+# Module-level names of the session and the comparisons (the unit tests replace run_script with a fake instance).
+run_script = _iris.run_script
+_same_roles = _iris.same_roles
+_norm_resources = _iris.role_resources_map
+_same_resources = _iris.same_role_resources
 
-# ---------------------------------------------------------------------------------------------------------------
-# Sessions with a script on stdin
-# ---------------------------------------------------------------------------------------------------------------
 
 def _q(value):
     return _iris.objectscript_string(value)
-
-
-def script_argv(inst, run_as):
-    """``iris session INST -U %SYS`` (``csession`` on Cache) with no command: lines are read from stdin."""
-    cmd = inst.get('session_cmd') or list(_iris.FLAVOURS[inst.get('flavour') or 'iris']['session'])
-    return _iris.wrap_run_as(list(cmd) + [inst['name'], '-U', _iris.SYS_NAMESPACE], run_as=run_as)
-
-
-def run_script(inst, lines, run_as, timeout, creds=None, secrets=()):
-    """Run ObjectScript ``lines`` in %SYS; ``creds`` = (username, password) answers the login prompts first.
-
-    Returns dict(rc, values, errors, stdout, stderr, command, denied).  Every secret is scrubbed from the output.
-    """
-    argv = script_argv(inst, run_as)
-    data = ''
-    if creds:
-        data = _iris.credentials_stdin(creds[0], creds[1])
-    data += '\n'.join(list(lines) + ['Write "%send|1",!' % MARK, 'Halt']) + '\n'
-    rc, out, err = _iris.subprocess_runner(argv, data, timeout)
-    for secret in secrets:
-        out = _iris._scrub(out, secret)
-        err = _iris._scrub(err, secret)
-    values = {}
-    errors = []
-    for line in (out or '').replace('\r\n', '\n').split('\n'):
-        m = _MARK_RE.search(line)
-        if m:
-            values[m.group(1)] = m.group(2).rstrip()
-            continue
-        e = _ERROR_RE.search(line)
-        if e:
-            errors.append(e.group(0).strip())
-    denied = 'end' not in values and 'access denied' in (out or '').lower()
-    return {'rc': rc, 'values': values, 'errors': errors, 'stdout': out, 'stderr': err, 'command': argv,
-            'denied': denied, 'complete': values.get('end') == '1'}
-
-
-def _status_write(key, sc='sc'):
-    return 'Write "%s%s|",$SYSTEM.Status.IsOK(%s),"|",$SYSTEM.Status.GetErrorText(%s),!' % (MARK, key, sc, sc)
-
-
-def read_lines(name, role=None):
-    """Read-only script: system and service authentication, the user (and the custom role when managed)."""
-    lines = [
-        'Kill p Set sc=##class(Security.System).Get(%s,.p) %s Write "%ssystem.AutheEnabled|",$Get(p("AutheEnabled")),!'
-        % (_q(SYSTEM_OBJECT), _status_write('system.sc'), MARK),
-        'Kill s Set sc=##class(Security.Services).Get(%s,.s) %s Write "%sservice.Enabled|",$Get(s("Enabled")),!,'
-        '"%sservice.AutheEnabled|",$Get(s("AutheEnabled")),!'
-        % (_q(TERMINAL_SERVICE), _status_write('service.sc'), MARK, MARK),
-        'Write "%suser.exists|",##class(Security.Users).Exists(%s),!' % (MARK, _q(name)),
-        'Kill u Set sc=##class(Security.Users).Get(%s,.u) Write "%suser.Roles|",$Get(u("Roles")),!,'
-        '"%suser.Enabled|",$Get(u("Enabled")),!,"%suser.Comment|",$Get(u("Comment")),!' % (_q(name), MARK, MARK, MARK)
-        + ''.join(',"%suser.%s|",$Get(u("%s")),!' % (MARK, f, f) for f in USER_FLAGS),
-    ]
-    if role is not None:
-        lines += [
-            'Write "%srole.exists|",##class(Security.Roles).Exists(%s),!' % (MARK, _q(role)),
-            'Kill r Set sc=##class(Security.Roles).Get(%s,.r) Write "%srole.Resources|",$Get(r("Resources")),!,'
-            '"%srole.Description|",$Get(r("Description")),!' % (_q(role), MARK, MARK),
-        ]
-    return lines
-
-
-def _int(value):
-    value = (value or '').strip()
-    try:
-        return int(value)
-    except ValueError:
-        return None
-
-
-def parse_state(values, role_managed):
-    """Turn the markers of read_lines() into a state dict; raises ValueError naming what is missing."""
-    for key in ('system.sc', 'service.sc', 'user.exists'):
-        if key not in values:
-            raise ValueError('the read script printed no %s line' % key)
-    if not values['system.sc'].startswith('1'):
-        raise ValueError('Security.System.Get failed: %s' % values['system.sc'])
-    if not values['service.sc'].startswith('1'):
-        raise ValueError('Security.Services.Get(%s) failed: %s' % (TERMINAL_SERVICE, values['service.sc']))
-    for key in ('user.exists', 'role.exists'):
-        if key in values and values[key] not in ('0', '1'):
-            raise ValueError('%s printed %r instead of 0 or 1' % (key, values[key]))
-    exists = values.get('user.exists') == '1'
-    state = {
-        'system_authe': _int(values.get('system.AutheEnabled')),
-        'service_enabled': _int(values.get('service.Enabled')),
-        'service_authe': _int(values.get('service.AutheEnabled')),
-        'user_exists': exists,
-        'user_roles': split_roles(values.get('user.Roles')) if exists else [],
-        'user_enabled': _int(values.get('user.Enabled')) if exists else None,
-        'user_comment': values.get('user.Comment') if exists else None,
-    }
-    for f in USER_FLAGS:
-        state['user_' + f] = _int(values.get('user.' + f)) if exists else None
-    if state['system_authe'] is None or state['service_authe'] is None:
-        raise ValueError('AutheEnabled could not be read (system %r, service %r)' % (
-            values.get('system.AutheEnabled'), values.get('service.AutheEnabled')))
-    if role_managed:
-        if 'role.exists' not in values:
-            raise ValueError('the read script printed no role.exists line (Security.Roles not available?)')
-        state['role_exists'] = values.get('role.exists') == '1'
-        state['role_resources'] = values.get('role.Resources') if state['role_exists'] else None
-        state['role_description'] = values.get('role.Description') if state['role_exists'] else None
-    return state
-
-
-def split_roles(text):
-    return [r.strip() for r in (text or '').split(',') if r.strip()]
-
-
-def _same_roles(a, b):
-    return sorted(r.lower() for r in a) == sorted(r.lower() for r in b)
-
-
-def _norm_resources(text):
-    """{resource (lower case): permissions as a sorted string}; "%DB_X:WR,%db_x:u" -> {'%db_x': 'RUW'}."""
-    out = {}
-    for item in (text or '').split(','):
-        res, _sep, perms = item.strip().partition(':')
-        if res.strip():
-            key = res.strip().lower()
-            out[key] = ''.join(sorted(set(out.get(key, '') + perms.strip().upper())))
-    return out
-
-
-def _same_resources(a, b):
-    return _norm_resources(a) == _norm_resources(b)
 
 
 def role_is_ours(state, name=None):
@@ -434,27 +291,26 @@ def plan(state, p, password_wrong=False):
     if p['state'] == 'absent':
         if state['user_exists']:
             changes.append('delete IRIS user %s' % name)
-            lines.append('Set sc=##class(Security.Users).Delete(%s) %s' % (_q(name), _status_write('chg.user_delete')))
+            lines.append(_iris.user_delete_line(name))
             desired.update(user_exists=False, user_roles=[], user_enabled=None, user_comment=None)
             for f in USER_FLAGS:
                 desired['user_' + f] = None
         if role_managed and state.get('role_exists') and role_is_ours(state, name):
             changes.append('delete IRIS role %s (created for %s)' % (p['role'], name))
-            lines.append('Set sc=##class(Security.Roles).Delete(%s) %s'
-                         % (_q(p['role']), _status_write('chg.role_delete')))
+            lines.append(_iris.role_delete_line(p['role']))
             desired.update(role_exists=False, role_resources=None, role_description=None)
         if p['disable_os_auth']:
             if state['system_authe'] & AUTHE_OS:
                 new = state['system_authe'] & ~AUTHE_OS
                 changes.append('disable OS authentication system-wide (AutheEnabled %d -> %d)'
                                % (state['system_authe'], new))
-                lines.append(_system_modify(new))
+                lines.append(_iris.system_authe_line(new))
                 desired['system_authe'] = new
             if state['service_authe'] & AUTHE_OS:
                 new = state['service_authe'] & ~AUTHE_OS
                 changes.append('disable OS authentication on %s (AutheEnabled %d -> %d)'
                                % (TERMINAL_SERVICE, state['service_authe'], new))
-                lines.append(_service_modify(None, new))
+                lines.append(_iris.terminal_service_line(None, new))
                 desired['service_authe'] = new
         return changes, lines, desired
 
@@ -462,16 +318,12 @@ def plan(state, p, password_wrong=False):
     if role_managed:
         if not state['role_exists']:
             changes.append('create IRIS role %s with resources %s' % (p['role'], p['role_resources']))
-            args = {'Name': _q(p['role']), 'Description': _q(ROLE_DESCRIPTION % name),
-                    'Resources': _q(p['role_resources']), 'GrantedRoles': '""'}
-            lines.append('Set sc=##class(Security.Roles).Create(%s) %s' % (
-                ','.join(args[a] for a in ROLES_CREATE_ARGS), _status_write('chg.role_create')))
+            lines.append(_iris.role_create_line(p['role'], ROLE_DESCRIPTION % name, p['role_resources']))
             desired['role_description'] = ROLE_DESCRIPTION % name
         elif not _same_resources(state['role_resources'], p['role_resources']):
             changes.append('set the resources of IRIS role %s to %s (were %s)' % (
                 p['role'], p['role_resources'], state['role_resources']))
-            lines.append('Kill r Set r("Resources")=%s Set sc=##class(Security.Roles).Modify(%s,.r) %s' % (
-                _q(p['role_resources']), _q(p['role']), _status_write('chg.role_modify')))
+            lines.append(_iris.role_resources_line(p['role'], p['role_resources']))
         desired.update(role_exists=True, role_resources=p['role_resources'])
 
     need = AUTHE_OS if p['auth'] == 'os' else AUTHE_PASSWORD
@@ -481,7 +333,7 @@ def plan(state, p, password_wrong=False):
             new = state['system_authe'] | need
             changes.append('enable %s authentication system-wide (AutheEnabled %d -> %d)'
                            % (_authe_word(need), state['system_authe'], new))
-            lines.append(_system_modify(new))
+            lines.append(_iris.system_authe_line(new))
             desired['system_authe'] = new
         svc_new = state['service_authe'] | need
         svc_enable = state['service_enabled'] != 1
@@ -493,8 +345,8 @@ def plan(state, p, password_wrong=False):
                 what.append('enable %s authentication (AutheEnabled %d -> %d)' % (
                     _authe_word(need), state['service_authe'], svc_new))
             changes.append('%s: %s' % (TERMINAL_SERVICE, ', '.join(what)))
-            lines.append(_service_modify(1 if svc_enable else None, svc_new if svc_new != state['service_authe']
-                                         else None))
+            lines.append(_iris.terminal_service_line(1 if svc_enable else None,
+                                                     svc_new if svc_new != state['service_authe'] else None))
             desired['service_authe'] = svc_new
             desired['service_enabled'] = 1
 
@@ -502,13 +354,8 @@ def plan(state, p, password_wrong=False):
     if not state['user_exists']:
         changes.append('create IRIS user %s with role %s (%s login)' % (
             name, p['role'], 'password' if p['auth'] == 'password' else 'OS-authenticated, no password'))
-        args = {'Username': _q(name), 'Roles': _q(p['role']), 'Password': _q(password), 'FullName': _q(p['full_name']),
-                'NameSpace': '""', 'Routine': '""', 'ExpirationDate': '""', 'ChangePassword': '0', 'Enabled': '1',
-                'Comment': _q(MANAGED_COMMENT)}
-        lines.append('Set sc=##class(Security.Users).Create(%s) %s' % (
-            ','.join(args[a] for a in USERS_CREATE_ARGS), _status_write('chg.user_create')))
-        lines.append('Kill u %s Set sc=##class(Security.Users).Modify(%s,.u) %s' % (
-            ' '.join('Set u("%s")=1' % f for f in USER_FLAGS), _q(name), _status_write('chg.user_flags')))
+        lines.append(_iris.user_create_line(name, p['role'], password, p['full_name'], MANAGED_COMMENT))
+        lines.append(_iris.user_flags_line(name))
         desired.update(user_exists=True, user_roles=[p['role']], user_enabled=1, user_comment=MANAGED_COMMENT)
         for f in USER_FLAGS:
             desired['user_' + f] = 1
@@ -532,30 +379,14 @@ def plan(state, p, password_wrong=False):
             desired['user_' + f] = 1
     if password_wrong:
         changes.append('set the password of IRIS user %s (the login with the configured password was refused)' % name)
-        props.append((USERS_PASSWORD_PROPERTY, _q(password)))
+        props.append(_iris.user_password_property(password))
     if props:
-        lines.append('Kill u %s Set sc=##class(Security.Users).Modify(%s,.u) %s' % (
-            ' '.join('Set u("%s")=%s' % kv for kv in props), _q(name), _status_write('chg.user_modify')))
+        lines.append(_iris.user_modify_line(name, props))
     return changes, lines, desired
 
 
 def _authe_word(bit):
     return 'OS' if bit == AUTHE_OS else 'password'
-
-
-def _system_modify(new):
-    return 'Kill p Set p("AutheEnabled")=%d Set sc=##class(Security.System).Modify(%s,.p) %s' % (
-        new, _q(SYSTEM_OBJECT), _status_write('chg.system'))
-
-
-def _service_modify(enabled, authe):
-    sets = []
-    if enabled is not None:
-        sets.append('Set s("Enabled")=%d' % enabled)
-    if authe is not None:
-        sets.append('Set s("AutheEnabled")=%d' % authe)
-    return 'Kill s %s Set sc=##class(Security.Services).Modify(%s,.s) %s' % (
-        ' '.join(sets), _q(TERMINAL_SERVICE), _status_write('chg.service'))
 
 
 def compare(desired, actual):
@@ -605,7 +436,7 @@ def manager_login(inst, p, run_as, secrets):
             'instance %s: the manager session as OS user %s was refused both with OS authentication and with the '
             'given username %s (%s). Command: %s. Next: pass the credentials of an IRIS user with %%All or %%Manager '
             '(username/password), or set run_as to an OS user that OS authentication accepts'
-            % (inst['name'], run_as, p['username'], _iris._scrub(probe2['msg'], p['password']),
+            % (inst['name'], run_as, p['username'], _iris.scrub_secrets(probe2['msg'], [p['password']]),
                ' '.join(probe2['command'])))
     raise InstanceError(
         'instance %s: cannot open a manager session as OS user %s without a password (%s). Command: %s. Next: pass '
@@ -615,7 +446,8 @@ def manager_login(inst, p, run_as, secrets):
 
 def read_state(inst, p, run_as, creds, secrets, what):
     role = p['role'] if p['custom_role'] else None
-    res = run_script(inst, read_lines(p['name'], role), run_as, p['timeout'], creds=creds, secrets=secrets)
+    res = run_script(inst, _iris.security_read_lines(p['name'], role), run_as, p['timeout'], creds=creds,
+                     secrets=secrets)
     if res['complete'] and res['errors']:
         raise InstanceError(
             'instance %s: the %s script hit ObjectScript errors (%s); nothing was changed by it. Command: %s. Next: %s'
@@ -631,7 +463,7 @@ def read_state(inst, p, run_as, creds, secrets, what):
                 (', errors: ' + '; '.join(res['errors'])) if res['errors'] else '', ' '.join(res['command']), run_as,
                 inst.get('messages_log') or 'the instance log'))
     try:
-        return parse_state(res['values'], bool(role)), res
+        return _iris.parse_security_state(res['values'], bool(role)), res
     except ValueError as exc:
         raise InstanceError('instance %s: cannot read the security settings (%s%s). Command: %s. Next: check that the '
                             'manager session has %%Manager or %%All%s' % (
@@ -784,7 +616,7 @@ def process_instance(module, inst, p, res):
 
 def _error_lines(v, secrets):
     """The ObjectScript error lines of a session (``<PROTECT> ...``), as ' (<...>; <...>)' or ''."""
-    found = _ERROR_RE.findall(_scrub_all((v.get('stdout') or '') + '\n' + (v.get('stderr') or ''), secrets))
+    found = _iris.objectscript_errors(_scrub_all((v.get('stdout') or '') + '\n' + (v.get('stderr') or ''), secrets))
     return (' (%s)' % '; '.join(x.strip() for x in found[:3])) if found else ''
 
 
@@ -806,9 +638,7 @@ def verify_hint(p, inst, v):
 
 
 def _scrub_all(text, secrets):
-    for s in secrets:
-        text = _iris._scrub(text, s)
-    return text
+    return _iris.scrub_secrets(text, secrets)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 For every row of the table in docs/unconfirmed.md (rows starting with "| <number> |"), every name in backticks in
 the "constant" column must exist in the file of the "file" column: ``NAME =`` / ``NAME:`` at the start of a line, or
 ``def NAME(`` for names written as ``NAME()``.  Also every file below plugins/ and roles/ that says UNCONFIRMED must
-be named in the table.  Exits 1 on any mismatch.
+be named in the table, or point the reader at it (say ``docs/unconfirmed.md``: a module whose unconfirmed fact is set
+in a module_utils file).  Exits 1 on any mismatch.
 """
 import os
 import re
@@ -41,9 +42,11 @@ def main():
             for f in fnames:
                 if f.endswith(('.py', '.yml', '.j2')):
                     rel = os.path.relpath(os.path.join(root, f), REPO)
-                    if 'UNCONFIRMED' in open(os.path.join(root, f), errors='replace').read() and rel not in files \
+                    text = open(os.path.join(root, f), errors='replace').read()
+                    if 'UNCONFIRMED' in text and rel not in files and 'docs/unconfirmed.md' not in text \
                             and not rel.endswith('argument_specs.yml'):
-                        errors.append('%s mentions UNCONFIRMED but is not in docs/unconfirmed.md' % rel)
+                        errors.append('%s mentions UNCONFIRMED but is neither in docs/unconfirmed.md nor points at '
+                                      'it' % rel)
     for e in errors:
         print('ERROR: ' + e)
     print('%d table rows, %d names checked, %d error(s)' % (len(rows), checked, len(errors)))
