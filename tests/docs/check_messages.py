@@ -1,8 +1,11 @@
 """Check that docs/troubleshooting.md explains every error message the modules, module_utils and roles emit.
 
 An error message is the first string literal of a call to fail_json(msg=...), self.fail(...), errors.append(...),
-problems.append(...), raise LvmError/InstanceError/ValueError(...), the msg returned by _diagnose() / the res['msg']
-strings of _iris.py, raise StunLogError(...) of _vmware.py, and every fail_msg:/msg: of an ansible.builtin.fail/assert task in roles/.  The fixed text of a
+problems.append(...), raise LvmError/InstanceError/ValueError/StateDirError/LockBusy/SnapshotStepError(...), the
+msg returned by _diagnose() and the other HINT_FUNCS / the res['msg'] strings of _iris.py, raise StunLogError(...)
+of _vmware.py, in the freeze engine's files (_freeze.py, _snapset.py, _lvm.py) also every literal with a `Next:`,
+every validity reason and every part of a joined message, and every fail_msg:/msg: of an ansible.builtin.fail/assert
+task in roles/.  The fixed text of a
 literal before its first %-placeholder (at least 12 characters, else the next fixed fragment) must occur in
 troubleshooting.md.  Prints the ones missing and exits 1 if any; prints the count checked otherwise.
 
@@ -17,12 +20,20 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 DOC = os.path.join(REPO, 'docs', 'troubleshooting.md')
 PY_FILES = ['plugins/modules/%s' % f for f in sorted(os.listdir(os.path.join(REPO, 'plugins/modules')))
             if f.endswith('.py')] + ['plugins/module_utils/_iris.py', 'plugins/module_utils/_lvm.py',
-                                     'plugins/module_utils/_vmware.py', 'roles/hooks/files/irisops_hook.py']
-CALLS = {'fail_json', 'fail', 'append', 'LvmError', 'InstanceError', 'ValueError', 'StunLogError', 'update', 'error'}
+                                     'plugins/module_utils/_vmware.py', 'plugins/module_utils/_freeze.py',
+                                     'plugins/module_utils/_snapset.py', 'roles/hooks/files/irisops_hook.py']
+#: The freeze engine's files: there every string literal with a `Next:` is an error message too (the engine builds
+#: its messages as return values, parts and tuples), and so is the reason of a validity verdict (`x[k] = (VERDICT,
+#: 'reason')`) and every part of a joined message (`parts.append(...)`).
+ENGINE_FILES = ('plugins/module_utils/_freeze.py', 'plugins/module_utils/_snapset.py', 'plugins/module_utils/_lvm.py')
+CALLS = {'fail_json', 'fail', 'append', 'LvmError', 'InstanceError', 'ValueError', 'StunLogError', 'update', 'error',
+         'StateDirError', 'LockBusy', 'SnapshotStepError'}
 #: res['msg'] texts that report success or state, not an error
-NOT_ERRORS = ('instance %s thawed', 'instance %s frozen', 'frozen:', 'instance %s is frozen', 'instance %s is not frozen')
-#: functions whose returned strings are error explanations
-HINT_FUNCS = {'_diagnose', 'instance_not_ready_error'}
+NOT_ERRORS = ('instance %s thawed', 'instance %s frozen', 'frozen:', 'instance %s is frozen', 'instance %s is not frozen',
+              'froze %s for at most', 'nothing to freeze')
+#: functions whose returned strings are error explanations (for a tuple, its last string)
+HINT_FUNCS = {'_diagnose', 'instance_not_ready_error', 'check_run_id', 'run_validity', 'take_lock', 'arm',
+              '_over_budget', 'interrupted', 'still_frozen_text'}
 LIST_NAMES = {'errors', 'problems', 'failures'}
 MSG_RE = re.compile(r"^\s*(?:fail_msg|msg):\s*(?:>-?|\|-?)?\s*(.*)$")
 
@@ -39,6 +50,10 @@ def fixed_part(text):
 def literal(node):
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return node.value
+    if isinstance(node, ast.Tuple):            # (verdict, 'reason') / (valid, 'text'): the last string
+        texts = [literal(e) for e in node.elts]
+        texts = [t for t in texts if t]
+        return texts[-1] if texts else None
     if isinstance(node, ast.BinOp):            # 'a' % x  or  'a' + b
         return literal(node.left)
     if isinstance(node, ast.JoinedStr):
@@ -46,14 +61,48 @@ def literal(node):
     return None
 
 
+def docstrings(tree):
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef)) and node.body and \
+                isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant):
+            found.add(id(node.body[0].value))
+    return found
+
+
+def engine_messages(path, tree):
+    """The extra messages of a freeze engine file (see ENGINE_FILES)."""
+    out = []
+    skip = docstrings(tree)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and 'Next:' in node.value \
+                and id(node) not in skip:
+            out.append((path, node.lineno, node.value))
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1 and \
+                isinstance(node.targets[0], ast.Subscript) and isinstance(node.value, ast.Tuple):
+            text = literal(node.value)
+            if text:
+                out.append((path, node.lineno, text))
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == 'append' \
+                and isinstance(node.func.value, ast.Name) and node.func.value.id == 'parts' and node.args:
+            text = literal(node.args[0])
+            if text:
+                out.append((path, node.lineno, text))
+    return out
+
+
 def python_messages(path):
     tree = ast.parse(open(os.path.join(REPO, path)).read())
-    out = []
+    out = engine_messages(path, tree) if path in ENGINE_FILES else []
     for node in ast.walk(tree):
         if isinstance(node, ast.FunctionDef) and node.name in HINT_FUNCS:
             for sub in ast.walk(node):
                 if isinstance(sub, ast.Return) and sub.value is not None:
-                    text = literal(sub.value)
+                    value = sub.value
+                    if isinstance(value, ast.Tuple) and value.elts and isinstance(value.elts[0], ast.Constant) \
+                            and value.elts[0].value is True:
+                        continue           # (True, 'run ... is a valid backup window'): not an error
+                    text = literal(value)
                     if text:
                         out.append((path, sub.lineno, text))
             continue
