@@ -1,0 +1,148 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) irisops.backup contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The hook program of the hooks role (roles/hooks/files/irisops_hook.py) against the fake IRIS host: freeze/thaw
+pairs through the freeze engine (lease in the state file, validity at the thaw), VMware nesting, refusal of
+another freezer's lease, a thaw after the switch fired, a failed freeze rolled back, configuration errors.  The
+molecule scenario `hooks` runs it end to end with the real frameworks' simulators."""
+
+from __future__ import absolute_import, division, print_function
+
+import json
+import os
+import sys
+
+import pytest
+
+from ansible_collections.irisops.backup.plugins.module_utils import _freeze
+from ansible_collections.irisops.backup.plugins.module_utils import _iris
+from ansible_collections.irisops.backup.tests.unit.plugins.iris_fakes import FakeHost, FakeInstance
+from ansible_collections.irisops.backup.tests.unit.repo_scripts import load_script
+
+__metaclass__ = type
+
+hook = load_script('irisops_hook_under_test', 'roles/hooks/files/irisops_hook.py')
+
+
+@pytest.fixture
+def rig(monkeypatch, tmp_path):
+    """IRIS and CACHE on the fake host; the engine the hook imports is the collection's (patched) one."""
+    iris = FakeInstance('IRIS', manager_user='root')
+    cache = FakeInstance('CACHE', flavour='cache', manager_user='root')
+    host = FakeHost([iris, cache])
+    monkeypatch.setattr(_iris, 'subprocess_runner', host)
+    monkeypatch.setattr(_iris, 'find_executable', lambda name, which=None, extra_dirs=None: host.which(name))
+    monkeypatch.setattr(_iris, '_read_text', host.read_file)
+    base = str(tmp_path / 'state')
+    monkeypatch.setattr(_freeze, 'state_dir', lambda create=True: _freeze.secure_dir(base) if create else base)
+    monkeypatch.setattr(_freeze, 'use_systemd', lambda *a, **k: True)
+    # `import _iris` / `import _freeze` in the hook's import_engine get these module objects
+    monkeypatch.setitem(sys.modules, '_iris', _iris)
+    monkeypatch.setitem(sys.modules, '_freeze', _freeze)
+    conf = tmp_path / 'hook.conf'
+    conf.write_text('[irisops-hook]\nlog_file = %s\nstate_dir = %s\nsyslog = false\ndeadman_timeout = 60\n'
+                    % (tmp_path / 'hook.log', tmp_path / 'hookstate'))
+    return host, iris, cache, str(conf), tmp_path, base
+
+
+def run(rig, caller, action, *extra):
+    host, iris, cache, conf, tmp_path, base = rig
+    return hook.main(['--config', conf, '--caller', caller, '--quiet'] + list(extra) + [action])
+
+
+def log(rig):
+    return (rig[4] / 'hook.log').read_text()
+
+
+def state(rig, caller):
+    path = rig[4] / 'hookstate' / ('%s.json' % caller)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def test_freeze_holds_a_lease_and_the_thaw_checks_and_releases_it(rig):
+    host, iris, cache = rig[:3]
+    assert run(rig, 'generic', 'freeze') == 0, log(rig)
+    st = state(rig, 'generic')
+    assert iris.frozen and cache.frozen and sorted(st['frozen']) == ['CACHE', 'IRIS'] and st['lease'] and st['run_id']
+    assert 'dead-man switch armed' in log(rig) and 'Freeze finished: frozen' in log(rig)
+    assert run(rig, 'generic', 'thaw') == 0, log(rig)
+    assert not iris.frozen and not cache.frozen and state(rig, 'generic') is None
+    assert _freeze.run_validity(st['run_id'], rig[5])[0] is True
+    assert 'Thaw finished: thawed' in log(rig)
+
+
+def test_another_freezer_is_refused_while_the_lease_lives(rig):
+    host, iris, cache = rig[:3]
+    assert run(rig, 'generic', 'freeze') == 0
+    assert run(rig, 'azure', 'freeze') == 1
+    assert 'leased to irisops-hook:generic' in log(rig) and 'Freeze finished: FAILED' in log(rig)
+    assert len(host.session_calls('IRIS', 'ExternalFreeze')) == 1
+    # azure's thaw has nothing of its own to thaw, and leaves generic's freeze alone
+    assert run(rig, 'azure', 'thaw') == 0
+    assert iris.frozen and cache.frozen
+    assert run(rig, 'generic', 'thaw') == 0 and not iris.frozen
+
+
+def test_vmware_legacy_and_backupscripts_nest(rig):
+    host, iris, cache = rig[:3]
+    assert run(rig, 'vmware-legacy', 'freeze') == 0
+    assert run(rig, 'vmware-backupscripts', 'freeze') == 0
+    assert state(rig, 'vmware-backupscripts')['nested_in'] == 'irisops-hook:vmware-legacy'
+    assert 'nested inside the freeze of irisops-hook:vmware-legacy' in log(rig)
+    assert run(rig, 'vmware-backupscripts', 'thaw') == 0
+    assert iris.frozen and cache.frozen          # the nested thaw thaws nothing
+    assert run(rig, 'vmware-legacy', 'thaw') == 0
+    assert not iris.frozen and not cache.frozen
+    assert len(host.session_calls('IRIS', 'ExternalFreeze')) == 1
+
+
+def test_a_thaw_after_the_switch_fired_reports_an_invalid_backup(rig):
+    host, iris, cache, conf, tmp_path, base = rig
+    assert run(rig, 'generic', 'freeze') == 0
+    os.unlink(os.path.join(base, 'deadman', 'IRIS.json'))      # the switch fired and thawed IRIS
+    iris.frozen = False
+    assert run(rig, 'generic', 'thaw') == 1
+    assert 'BACKUP INVALID' in log(rig) and 'IRIS' in log(rig) and not cache.frozen
+
+
+def test_set_history_records_only_an_intact_freeze(rig):
+    host, iris, cache, conf, tmp_path, base = rig
+    assert run(rig, 'generic', 'freeze') == 0
+    assert run(rig, 'generic', 'thaw', '--set-history') == 0
+    assert iris.history == [''] and cache.history == ['']
+    assert run(rig, 'generic', 'freeze') == 0
+    os.unlink(os.path.join(base, 'deadman', 'CACHE.json'))
+    cache.frozen = False
+    assert run(rig, 'generic', 'thaw', '--set-history') == 1
+    assert iris.history == [''] and cache.history == [''], 'nothing recorded for a torn freeze'
+    assert 'backup NOT recorded (ExternalSetHistory): the freeze was not intact' in log(rig)
+
+
+def test_a_failed_freeze_is_rolled_back_and_leaves_nothing(rig):
+    host, iris, cache, conf, tmp_path, base = rig
+    cache.freeze_rc = 3
+    cache.freeze_delay = 0.2
+    assert run(rig, 'generic', 'freeze') == 1
+    assert not iris.frozen and not cache.frozen
+    assert 'no instance is left frozen by this run' in log(rig)
+    assert not [f for f in os.listdir(os.path.join(base, 'deadman')) if f.endswith('.json')]
+    assert not os.path.exists(os.path.join(base, _freeze.OWNER_NAME))
+
+
+def test_a_thaw_without_state_leaves_a_leased_freeze_alone(rig):
+    """A hook thaw with no state file used to thaw every frozen instance, another run's freeze included."""
+    host, iris, cache, conf, tmp_path, base = rig
+    engine = _freeze.FreezeEngine([i for i in _iris.discover_instances()[0]], 'iris_freeze',
+                                  {'deadman_timeout': 60}, run_id='other')
+    assert not engine.hold()['failed'] and iris.frozen
+    assert run(rig, 'generic', 'thaw', '--warning-rc', '2') == 2
+    assert iris.frozen and cache.frozen and 'frozen by another freezer and left to it' in log(rig)
+
+
+def test_a_bad_configuration_freezes_nothing(rig, tmp_path):
+    host, iris, cache, conf, tmp_path, base = rig
+    bad = tmp_path / 'bad.conf'
+    bad.write_text('[irisops-hook]\nsession_timeout = soon\n')
+    assert hook.main(['--config', str(bad), '--caller', 'generic', '--quiet', 'freeze']) == 1
+    assert host.session_calls() == [] and not iris.frozen
