@@ -11,7 +11,10 @@ connection, then:
   --mode cut       SIGKILL the docker exec processes first (the connection is cut), then the whole group
   --mode disabled  like kill, with deadman_timeout 0: the instance must STAY frozen (proves the test can fail)
 and watches IsWDSuspendedExt through docker exec: 5 right after the kill, then 3 before fires_at + slack
-(for disabled: still 5 at timeout + slack).  Prints one JSON line with the measurements; exit 0 = pass.
+(for disabled: still 5 at timeout + slack).  At the end it reports the lease the killed freeze left on the host
+freeze lock (``lease_after``: caller, instances, run id; with a switch also how many seconds after fires_at it
+ends); verify.yml checks it and ends it with a forced iris_thaw.  Prints one JSON line with the measurements;
+exit 0 = pass.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -41,6 +44,15 @@ def sh(host, cmd):
     p = subprocess.run(['docker', 'exec', host, 'sh', '-c', cmd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        check=False)
     return p.stdout.decode('utf-8', 'replace')
+
+
+def owner_record(host):
+    """The owner record of the host freeze lock (the lease a freeze left behind), or None."""
+    text = sh(host, 'cat /run/irisops/freeze.owner.json 2>/dev/null')
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
 
 
 def _procs():
@@ -176,6 +188,8 @@ def main():
         while time.time() < wait_until:
             time.sleep(2)
         res['wd_after_bound'] = wd_state(args.host)
+        lease = owner_record(args.host)
+        res['lease_after'] = dict((k, lease.get(k)) for k in ('caller', 'instances', 'run_id')) if lease else None
         res['ok'] = (res['wd_right_after_kill'] == 5 and res['wd_after_bound'] == 5 and not res['armed'])
         return res
     fires_at = parse_utc(frozen_info['fires_at'])
@@ -194,6 +208,12 @@ def main():
     res['log_file_tail'] = logtext.strip().splitlines()[-1:] if logtext.strip() else []
     jtext = sh(args.host, 'journalctl -q -t irisops-deadman -p crit --no-pager 2>/dev/null')
     res['journal_line'] = jtext.count(LINE) > journal_before
+    # The killed run's lease on the host freeze lock outlives its switch: it lapses LEASE_SLACK (60) s after the
+    # switch was due, so that the next freezer is refused until then (or until a forced iris_thaw ends it).
+    lease = owner_record(args.host)
+    res['lease_after'] = dict((k, lease.get(k)) for k in ('caller', 'instances', 'run_id')) if lease else None
+    if lease and lease.get('lease_until'):
+        res['lease_after']['until_after_fires_at_s'] = round(lease['lease_until'] - fires_at, 1)
     res['ok'] = (res['wd_right_after_kill'] == 5 and state == 3 and res['log_file_line']
                  and (res['journal_line'] or not args.systemd)
                  and res['mechanism'] == ('systemd' if args.systemd else 'process'))
