@@ -52,6 +52,9 @@ def parse_args(argv):
     p.add_argument("--os-auth", choices=("on", "off"), default="on")
     p.add_argument("--superserver-port", type=int)
     p.add_argument("--write-interval-ms", type=int)
+    p.add_argument("--load", choices=("on", "off"),
+                   help="the write daemon's synthetic load (default on); off for a drill or restore target whose "
+                        "databases must stay as restored (same as irisemu-load --pause)")
     p.add_argument("--start", action="store_true")
     a = p.parse_args(argv)
     if bool(a.mirror_member_type) != bool(a.mirror_status):
@@ -263,11 +266,16 @@ def main(argv=None):
         st["last_used"] = time.time()
         if a.write_interval_ms is not None:
             st["load"]["interval_ms"] = a.write_interval_ms
+        if a.load is not None:
+            st["load"]["paused"] = a.load == "off"
         util.write_json_inplace(inst.state_path, st)
     generation = (util.read_json(inst.state_path) or {}).get("generation", 0)
-    if existing and a.write_interval_ms is not None:
+    if existing and (a.write_interval_ms is not None or a.load is not None):
         with inst.state() as st:
-            st["load"]["interval_ms"] = a.write_interval_ms
+            if a.write_interval_ms is not None:
+                st["load"]["interval_ms"] = a.write_interval_ms
+            if a.load is not None:
+                st["load"]["paused"] = a.load == "off"
     if not os.path.exists(inst.security_path):
         util.write_json_inplace(inst.security_path,
                                 security.default_security(a.owner, a.manager_user or a.owner, a.os_auth == "on",

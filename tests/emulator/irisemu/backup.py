@@ -98,6 +98,9 @@ def external_freeze(session, args):
         if switch:
             jf = inst.new_journal_file(st)
             inst.log(0, "%s\nJournaling switched to: %s" % (inst.fl["journal_banner"], jf), "Generic.Event")
+            # the marker is the first record of the new file (written under the state lock, before any record of
+            # the write daemon can go there)
+            off = inst.journal_append(jf, "JRNMARK -1 ExternalFreeze text=%s" % text)
         else:
             jf = st["journal"].get("current") or inst.new_journal_file(st)
         if st.get("freeze"):
@@ -106,7 +109,6 @@ def external_freeze(session, args):
         rep.raw("\nJournal file switched to:\n%s\n" % jf)
     rep.msg("Start a journal restore for this backup with journal file: %s" % jf)
     if switch:
-        off = inst.journal_append(jf, "MARKER ExternalFreeze text=%s" % text)
         rep.raw("\nJournal marker set at\noffset %d of %s\n" % (off, jf))
 
     # wait for the write daemon to finish its current cycle and acknowledge the suspension

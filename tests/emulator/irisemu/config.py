@@ -175,3 +175,36 @@ DEFAULT_BLOCK_PAUSE_MS = 2        # pause between two block writes inside a cycl
 # "filename.old_Date"; the exact name (and whether IRIS rotates while running) is not in the reference notes.  The
 # emulator renames <log> to <log> + this strftime suffix, e.g. messages.log.old_20250131_235959.
 LOG_ROTATE_SUFFIX = ".old_%Y%m%d_%H%M%S"
+
+# ---------------------------------------------------------------------------------------------------------------
+# Journal restore, journal switch and integrity check (journal.py, integrity.py).  CONFIRMED in the IRIS class
+# reference / Data Integrity Guide: the class Journal.Restore (%SYS) with FirstFile, LastFile, JournalLocation,
+# Filter, AbortOnDatabaseError (InitialExpression 0), AbortOnJournalError, ...; RedirectDatabase(), SelectUpdates(),
+# UseJournalLocation(), CheckJournalIntegrity(), Run() returning a %Status; %SYS.Journal.System.GetCurrentFileName();
+# ^JRNSWTCH; $$CheckList^Integrity(outputglobal,dirlist,stopafteranyerror,listofglolist,maxproc,partialcheck)
+# returning a %Status and Display^Integrity(integritout,flags,dirsum); results in ^IRIS.TempIntegrityOutput(+$JOB).
+# Everything below is a choice where the sources say nothing (UNCONFIRMED).
+
+# Initial value of Journal.Restore's AbortOnJournalError: ^JRNRESTO's default action is to abort on journal-related
+# problems ("some cases of missing journal files"); the property's InitialExpression is not in the sources.
+RESTORE_ABORT_ON_JOURNAL_ERROR = "1"
+# A chain with a missing journal file: the files before the gap are applied, then Run() stops with an error
+# naming the missing file and the point reached (False: nothing at all is applied).
+RESTORE_APPLIES_UP_TO_GAP = True
+# %Status error numbers of the emulator's Journal.Restore / CheckList^Integrity failures (the real numbers, e.g.
+# $$$IntegrityCheckErrors, are not in the sources).
+ERR_JOURNAL_RESTORE = 1105           # journal-related problem (missing or unreadable journal file)
+ERR_JOURNAL_RESTORE_DATABASE = 1106  # database-related problem with AbortOnDatabaseError
+ERR_INTEGRITY_ERRORS = 1107          # $$$IntegrityCheckErrors: the check ran and found errors
+ERR_INTEGRITY_PROBLEM = 1108         # the check could not run on a directory (no database there)
+# The output global of CheckList^Integrity when none is given: IRIS ^IRIS.TempIntegrityOutput(+$JOB)
+# [CONFIRMED]; Caché's name is UNCONFIRMED (IRIS renamed the CacheTemp* globals to IRIS.Temp*).
+INTEGRITY_OUTPUT_GLOBAL = {"iris": "IRIS.TempIntegrityOutput", "cache": "CacheTempIntegrityOutput"}
+# Global names (without ^) a session may set and kill: temporary globals, kept in the session's memory only.
+TEMP_GLOBAL_PREFIXES = ("IRIS.Temp", "CacheTemp")
+# ^JRNSWTCH output: the Data Integrity Guide shows "Switching from: <old> To: <new>" (line breaks not visible in
+# the source); the emulator prints two lines.
+JRNSWTCH_FORMAT = "Switching from: %s\nTo: %s\n"
+# Databases whose generation irisemu-dbcheck ignores when it judges consistency: never journalled, so a journal
+# restore never brings them forward (IRISTEMP is re-created at startup on a real instance).
+TEMP_DATABASES = ("IRISTEMP", "CACHETEMP")

@@ -1,7 +1,8 @@
 """The instance's background "write daemon" (one process per running instance, runs as the instance owner).
 
 Each cycle stamps generation g+1 into every block of every database, with a short pause between blocks, then
-records g+1 as the instance's generation and appends a journal record.  Before each cycle it looks at the state:
+records g+1 as the instance's generation and appends the cycle's journal records (one SET per journalled
+database, enough to redo the cycle: see journal.py).  Before each cycle it looks at the state:
 while a freeze is pending it acknowledges the suspension (the freeze returns only after that) and makes no
 database writes; journal records keep being appended.
 """
@@ -52,7 +53,6 @@ def run(name):
                 else:
                     st["wd"]["state"] = "running"
                 gen = st["generation"] + 1
-                journal = st["journal"].get("current")
                 interval = max(0, load.get("interval_ms", 100)) / 1000.0
                 pause = max(0, load.get("block_pause_ms", 2)) / 1000.0
                 paused = load.get("paused")
@@ -60,9 +60,11 @@ def run(name):
                 _sleep(min(interval, 0.05) or 0.05)
                 continue
             if fr:
-                # database writes stop; journal writes continue
-                if journal:
-                    inst.journal_append(journal, "SET ^IRISEMU(\"frozen\")=%d" % int(now))
+                # database writes stop; journal writes continue (a record that changes no database block)
+                with inst.state() as st:
+                    if st.get("wd_pid") == me:
+                        inst.journal_append_current(st, 'SET ^["^^%s"]IRISEMU("frozen")=%d'
+                                                    % (inst.sysdb_dir(), int(now)))
                 _sleep(max(min(interval, 0.5), 0.02))
                 continue
             for db in inst.databases:
@@ -78,8 +80,9 @@ def run(name):
             with inst.state() as st:
                 if st.get("wd_pid") == me:
                     st["generation"] = gen
-            if journal:
-                inst.journal_append(journal, "SET ^IRISEMU(\"gen\")=%d" % gen)
+                    # the cycle's records, one write, under the state lock: a journal switch (which holds the
+                    # lock) never leaves a cycle split over two files or a record appended to a closed file
+                    inst.journal_append_current(st, inst.gen_records(gen))
             _sleep(interval)
     finally:
         for fd in fds.values():

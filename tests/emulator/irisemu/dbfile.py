@@ -15,7 +15,7 @@ Every file is BLOCKS_PER_DB blocks of BLOCK_SIZE bytes.  Block layout:
 
 The write daemon stamps generation g into every block of every database of the instance, one block at a time with
 a short pause between blocks.  A copy is consistent when every block of every file of an instance carries the same
-generation and a valid checksum.
+generation and a valid checksum (the generation of IRISTEMP / CACHETEMP, never journalled, is not compared).
 """
 import hashlib
 import os
@@ -80,6 +80,82 @@ def read_generation(path):
         return parse_block(fh.read(config.BLOCK_SIZE), 0)["generation"]
 
 
+def read_identity(path):
+    """(uid, instance, database, nblocks) from block 0 of an existing database file; ValueError when block 0 is
+    not a valid block (the file is then damaged or not an emulator database)."""
+    with open(path, "rb") as fh:
+        data = fh.read(config.BLOCK_SIZE)
+    size = os.path.getsize(path)
+    if size == 0 or size % config.BLOCK_SIZE:
+        raise ValueError("size %d is not a multiple of the block size %d" % (size, config.BLOCK_SIZE))
+    b = parse_block(data, 0)
+    return b["uid"], b["instance"], b["database"], size // config.BLOCK_SIZE
+
+
+def validate_file(path):
+    """Every block of ``path`` is a valid block (magic, checksum, position, block count): [] or the problems as
+    ``(block, reason)`` (block None for the file as a whole).  Generations are not compared."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        return [(None, "cannot read: %s" % exc.strerror)]
+    if not data or len(data) % config.BLOCK_SIZE:
+        return [(None, "size %d is not a multiple of the block size %d" % (len(data), config.BLOCK_SIZE))]
+    n = len(data) // config.BLOCK_SIZE
+    problems = []
+    for i in range(n):
+        try:
+            b = parse_block(data[i * config.BLOCK_SIZE:(i + 1) * config.BLOCK_SIZE], i)
+        except ValueError as exc:
+            problems.append((i, str(exc)))
+            continue
+        if b["nblocks"] != n:
+            problems.append((i, "block says the file has %d blocks, found %d" % (b["nblocks"], n)))
+    return problems
+
+
+def integrity_file(path):
+    """The emulator's structural integrity check of one database file: invalid blocks (validate_file) and blocks
+    whose generation differs from the one most blocks carry (a torn write).  Returns (nblocks, generation, problems)
+    with problems as ``(block, reason)``."""
+    problems = validate_file(path)
+    if problems and problems[0][0] is None:
+        return 0, None, problems
+    with open(path, "rb") as fh:
+        data = fh.read()
+    n = len(data) // config.BLOCK_SIZE
+    bad = {b for b, _ in problems}
+    gens = {}
+    for i in range(n):
+        if i in bad:
+            continue
+        gens[i] = parse_block(data[i * config.BLOCK_SIZE:(i + 1) * config.BLOCK_SIZE], i)["generation"]
+    counts = {}
+    for g in gens.values():
+        counts[g] = counts.get(g, 0) + 1
+    # the file's generation: the one most blocks carry (the newest on a tie); the others are out of step
+    newest = max(counts, key=lambda g: (counts[g], g)) if counts else None
+    for i, g in sorted(gens.items()):
+        if g != newest:
+            problems.append((i, "generation %d, the other blocks have %d (torn write)" % (g, newest)))
+    problems.sort(key=lambda p: (-1 if p[0] is None else p[0]))
+    return n, newest, problems
+
+
+def rewrite_generation(path, generation, time_ns=None):
+    """Redo a write cycle on ``path``: every block gets ``generation``, with the file's own identity (instance uid,
+    instance name, database name from block 0), i.e. exactly the blocks the source instance wrote in that cycle."""
+    import time
+    uid, inst, db, n = read_identity(path)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        for b in range(n):
+            write_block(fd, uid, inst, db, generation, b, n, time_ns or time.time_ns())
+    finally:
+        os.close(fd)
+
+
 def find_db_files(paths):
     found = []
     for p in paths:
@@ -122,11 +198,14 @@ def check(paths):
             if b["nblocks"] != n:
                 problems.append("%s: block %d says the file has %d blocks, found %d" % (f, i, b["nblocks"], n))
             ent = per_uid.setdefault(b["uid"], {"instance": b["instance"], "blocks": []})
-            ent["blocks"].append((f, i, b["generation"]))
+            ent["blocks"].append((f, i, b["generation"], b["database"]))
     lines = []
     for uid, ent in per_uid.items():
         gens = {}
-        for f, i, g in ent["blocks"]:
+        only_temp = all(db in config.TEMP_DATABASES for _, _, _, db in ent["blocks"])
+        for f, i, g, db in ent["blocks"]:
+            if db in config.TEMP_DATABASES and not only_temp:
+                continue  # never journalled: a journal restore does not bring it forward (still checked above)
             gens.setdefault(g, []).append((f, i))
         newest = max(gens)
         if len(gens) == 1:
@@ -134,7 +213,7 @@ def check(paths):
             lines.append("consistent: instance %s generation %d (%d files, %d blocks)"
                          % (ent["instance"], newest, nfiles, len(ent["blocks"])))
         else:
-            out = [(f, i, g) for f, i, g in ent["blocks"] if g != newest]
+            out = sorted((f, i, g) for g, fl in gens.items() if g != newest for f, i in fl)
             problems.append("instance %s: %d of %d blocks out of step with generation %d (generations found: %s)"
                             % (ent["instance"], len(out), len(ent["blocks"]), newest,
                                ", ".join(str(g) for g in sorted(gens))))

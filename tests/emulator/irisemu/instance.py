@@ -100,6 +100,12 @@ def set_cpf_value(path, section, key, value):
 
 # ---------------------------------------------------------------------------------------------------------------
 
+def canon_dir(path):
+    """A database directory in canonical form: absolute, with a trailing slash (as in journal records)."""
+    path = os.path.abspath(path or "/")
+    return path if path.endswith("/") else path + "/"
+
+
 def _chmod_0666(fd):
     try:
         os.fchmod(fd, 0o666)
@@ -308,15 +314,44 @@ class Instance(object):
         st["journal"]["current"] = path
         return path
 
-    def journal_append(self, path, record):
-        """Append a record; return the offset it was written at."""
+    def journal_append(self, path, records, ts=None):
+        """Append one record or a list of records (one write); return the offset of the first one.
+
+        A record line is ``<local time ISO> <$HOROLOG> <TYPE> <payload>``, e.g.
+        ``2025-12-07T10:00:01 67546,36001 SET ^["^^/usr/irissys/mgr/user/"]IRISEMU("gen")=42``.  Callers that
+        append to the *current* file hold the state lock (see journal_append_current), so that nothing is ever
+        appended to a file after a journal switch."""
+        if isinstance(records, str):
+            records = [records]
+        ts = time.time() if ts is None else ts
+        stamp = "%s %d,%d" % ((time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(ts)),) + util.horolog(ts))
+        text = "".join("%s %s\n" % (stamp, r) for r in records)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
         try:
             off = os.lseek(fd, 0, os.SEEK_END)
-            os.write(fd, ("%s %s\n" % (time.strftime("%Y-%m-%dT%H:%M:%S"), record)).encode())
+            os.write(fd, text.encode())
             return off
         finally:
             os.close(fd)
+
+    def journal_append_current(self, st, records, ts=None):
+        """Append records to the current journal file; the caller holds the state lock (``with inst.state()``).
+        Returns (path, offset) or (None, None) when there is no current file."""
+        path = st["journal"].get("current")
+        if not path:
+            return None, None
+        return path, self.journal_append(path, records, ts)
+
+    def gen_records(self, gen):
+        """The records of one write cycle: one SET per journalled database (IRISTEMP / CACHETEMP are not)."""
+        return ['SET ^["^^%s"]IRISEMU("gen")=%d' % (canon_dir(db["dir"]), gen)
+                for db in self.databases if db.get("journal", True)]
+
+    def sysdb_dir(self):
+        for db in self.databases:
+            if db["name"] == self.fl["sysdb"]:
+                return canon_dir(db["dir"])
+        return canon_dir(self.mgr)
 
     # -- status strings ------------------------------------------------------------------------------------------
     def status_text(self, st):

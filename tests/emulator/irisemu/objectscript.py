@@ -160,13 +160,16 @@ COMMANDS = {
 
 
 class Interpreter(object):
-    """ctx must provide: write(text), call_class(classname, method, args), special(name), namespace."""
+    """ctx must provide: write(text), column(), call_class(classname, method, args), special(name), namespace,
+    call_routine(label, routine, args, want_value), obj_get/obj_set/obj_call(oref, ...), is_oref(value),
+    temp_globals() (a dict name -> Node) and is_temp_global(name)."""
 
     def __init__(self, ctx):
         self.ctx = ctx
         self.vars = {}
         self.s = ""
         self.i = 0
+        self.quit_seen = False   # set when a QUIT ended the last line (routine bodies stop there)
 
     # -- scanning helpers -------------------------------------------------------------------------------------------
     def peek(self, n=1):
@@ -191,6 +194,7 @@ class Interpreter(object):
     def run_line(self, line):
         self.s = line.rstrip("\r\n")
         self.i = 0
+        self.quit_seen = False
         try:
             while True:
                 while self.peek() in (" ", "\t") and not self.eol():
@@ -203,6 +207,7 @@ class Interpreter(object):
                 if not self.eol() and self.peek() not in (" ", "\t"):
                     raise ObjError("SYNTAX")
         except QuitLine:
+            self.quit_seen = True
             return
 
     def command(self):
@@ -285,6 +290,12 @@ class Interpreter(object):
             raise ObjError("SYNTAX")
 
         def one():
+            target = self.member_target()
+            if target is not None:
+                oref, prop = target
+                self.expect("=")
+                self.ctx.obj_set(oref, prop, str(self.expr()))
+                return
             node = self.lvalue(create=True)
             self.expect("=")
             node.value = str(self.expr())
@@ -296,6 +307,21 @@ class Interpreter(object):
             return
 
         def one():
+            if self.peek() == "^":
+                nm = self.global_name()
+                store = self.ctx.temp_globals()
+                subs = self.subscripts() if self.peek() == "(" else []
+                if not subs:
+                    store.pop(nm, None)
+                    return
+                parent = store.get(nm)
+                for s in subs[:-1]:
+                    if parent is None:
+                        return
+                    parent = parent.child(s, create=False)
+                if parent is not None:
+                    parent.children.pop(_subkey(subs[-1]), None)
+                return
             nm = self.name()
             if self.peek() == "(":
                 subs = self.subscripts()
@@ -316,10 +342,14 @@ class Interpreter(object):
 
         def one():
             if self.peek() == "^" or re.match(r"[%A-Za-z][A-Za-z0-9]*\^", self.s[self.i:]):
-                m = re.compile(r"[%A-Za-z0-9]*\^?%?[A-Za-z0-9.]+").match(self.s, self.i)
-                self.i = m.end() if m else len(self.s)
-                raise ObjError("NOROUTINE", "(routines are not emulated)")
+                label, routine = self.entryref()
+                args = self.call_args() if self.peek() == "(" else []
+                self.ctx.call_routine(label, routine, args, False)
+                return
             if self.peek(2) == "##" or self.peek().lower() == "$" or self.peek(2) == "..":
+                self.primary(statement=True)
+                return
+            if re.match(r"%?[A-Za-z][A-Za-z0-9]*\.[%A-Za-z]", self.s[self.i:]):
                 self.primary(statement=True)
                 return
             raise ObjError("SYNTAX")
@@ -355,9 +385,74 @@ class Interpreter(object):
             self.expect(")")
             return subs
 
+    def global_name(self):
+        """^name (dots allowed, e.g. ^IRIS.TempIntegrityOutput); only temporary globals are emulated."""
+        m = re.compile(r"\^(%?[A-Za-z][A-Za-z0-9.]*)").match(self.s, self.i)
+        if not m:
+            raise ObjError("SYNTAX")
+        self.i = m.end()
+        nm = m.group(1)
+        if not self.ctx.is_temp_global(nm):
+            raise ObjError("PROTECT", "(globals are not emulated)")
+        return nm
+
+    def entryref(self):
+        """label^routine, ^routine or label^%routine: returns (label, routine)."""
+        m = re.compile(r"(%?[A-Za-z0-9]*)\^(%?[A-Za-z][A-Za-z0-9.]*)").match(self.s, self.i)
+        if not m:
+            raise ObjError("SYNTAX")
+        self.i = m.end()
+        return m.group(1), m.group(2)
+
+    def member_target(self):
+        """``name.Prop`` or ``name.A.Prop`` at the cursor (an object property to set): returns (oref, prop), or
+        None (the cursor is not moved) when the cursor is not at such a reference."""
+        m = re.compile(r"(%?[A-Za-z][A-Za-z0-9]*)((?:\.%?[A-Za-z][A-Za-z0-9]*)+)").match(self.s, self.i)
+        if not m:
+            return None
+        self.i = m.end()
+        node = self.vars.get(m.group(1))
+        value = node.value if node is not None else None
+        what = m.group(1)
+        path = m.group(2)[1:].split(".")
+        for prop in path[:-1]:
+            value = self.ctx.obj_get(self.need_oref(value, what), prop)
+            what = prop
+        return self.need_oref(value, what), path[-1]
+
+    def need_oref(self, value, what):
+        if value is None:
+            raise ObjError("UNDEFINED", "*" + what)
+        if not self.ctx.is_oref(value):
+            raise ObjError("INVALID OREF", "*" + what)
+        return value
+
+    def member(self, value, what):
+        """``.Prop`` / ``.Method(args)`` chains after an object reference."""
+        while self.peek() == "." and re.match(r"\.%?[A-Za-z]", self.s[self.i:]):
+            self.i += 1
+            nm = self.name()
+            oref = self.need_oref(value, what)
+            if self.peek() == "(":
+                value = self.ctx.obj_call(oref, nm, self.call_args())
+            else:
+                value = self.ctx.obj_get(oref, nm)
+            what = nm
+        return value
+
     def lvalue(self, create):
         if self.peek() == "^":
-            raise ObjError("PROTECT", "(globals are not emulated)")
+            nm = self.global_name()
+            store = self.ctx.temp_globals()
+            node = store.get(nm)
+            if node is None:
+                node = Node()
+                if create:
+                    store[nm] = node
+            if self.peek() == "(":
+                for s in self.subscripts():
+                    node = node.child(s, create=True) if create else (node.child(s, create=False) or Node())
+            return node
         nm = self.name()
         node = self.vars.get(nm)
         if node is None:
@@ -373,9 +468,11 @@ class Interpreter(object):
     def varref(self):
         """A variable reference for $GET/$DATA: returns the node or None."""
         if self.peek() == "^":
-            raise ObjError("PROTECT", "(globals are not emulated)")
-        nm = self.name()
-        node = self.vars.get(nm)
+            nm = "^" + self.global_name()
+            node = self.ctx.temp_globals().get(nm[1:])
+        else:
+            nm = self.name()
+            node = self.vars.get(nm)
         subs = self.subscripts() if self.peek() == "(" else []
         for s in subs:
             if node is None:
@@ -484,11 +581,20 @@ class Interpreter(object):
             self.expect(".")
             meth = self.name()
             args = self.call_args() if self.peek() == "(" else []
-            return self.ctx.call_class(cls, meth, args)
+            v = self.ctx.call_class(cls, meth, args)
+            if self.peek() == "." and re.match(r"\.%?[A-Za-z]", self.s[self.i:]):
+                return self.member(v, meth)
+            return v
         if self.peek(3) == "$$$":
             raise ObjError("SYNTAX", "(macros are only expanded in compiled code)")
         if self.peek(2) == "$$":
-            raise ObjError("NOLINE", "(extrinsic functions are not emulated)")
+            self.i += 2
+            if not re.match(r"%?[A-Za-z0-9]*\^", self.s[self.i:]):
+                raise ObjError("NOLINE", "(only extrinsic calls of system routines are emulated)")
+            label, routine = self.entryref()
+            args = self.call_args() if self.peek() == "(" else []
+            v = self.ctx.call_routine(label, routine, args, True)
+            return "" if v is None else v
         if c == "$":
             self.i += 1
             nm = self.name().upper()
@@ -506,13 +612,13 @@ class Interpreter(object):
             if self.peek() == "(":
                 return self.function(nm)
             return self.ctx.special(nm)
-        if c == "^":
-            raise ObjError("PROTECT", "(globals are not emulated)")
-        if c.isalpha() or c == "%":
+        if c == "^" or c.isalpha() or c == "%":
             node, nm, subs = self.varref()
             if node is None or node.value is None:
                 suffix = "(" + ",".join(zwrite_value(s) for s in subs) + ")" if subs else ""
                 raise ObjError("UNDEFINED", "*" + nm + suffix)
+            if not subs and self.peek() == "." and re.match(r"\.%?[A-Za-z]", self.s[self.i:]):
+                return self.member(node.value, nm)
             return node.value
         raise ObjError("SYNTAX")
 
@@ -558,6 +664,22 @@ class Interpreter(object):
 
     # -- intrinsic functions ----------------------------------------------------------------------------------------
     def function(self, nm):
+        if nm in ("S", "SELECT"):
+            # $SELECT(cond:value,...): the conditions are evaluated left to right, only the chosen value is
+            self.expect("(")
+            while True:
+                cond = self.expr()
+                self.expect(":")
+                if truth(cond):
+                    v = self.expr()
+                    self.skip_to_close()
+                    return v
+                self.skip_expr()
+                if self.peek() == ",":
+                    self.i += 1
+                    continue
+                self.expect(")")
+                raise ObjError("SELECT")
         if nm in ("G", "GET", "D", "DATA"):
             self.expect("(")
             node = self.varref()[0]
@@ -598,9 +720,94 @@ class Interpreter(object):
             s = vals[0]
             p = int(to_num(vals[1])) if len(vals) > 1 else 1
             return str(ord(s[p - 1])) if 0 < p <= len(s) else "-1"
-        if nm in ("SELECT", "S"):
-            raise ObjError("SYNTAX")
+        if nm in ("LB", "LISTBUILD"):
+            return listbuild([None if a is None else (a.node.value or "" if isinstance(a, ByRef) else a)
+                              for a in args])
+        if nm in ("LI", "LIST", "LG", "LISTGET"):
+            items = listitems(vals[0])
+            p = int(to_num(vals[1])) if len(vals) > 1 else 1
+            if p == -1:
+                p = len(items)
+            if 0 < p <= len(items) and items[p - 1] is not None:
+                return items[p - 1]
+            if nm in ("LG", "LISTGET"):
+                return vals[2] if len(vals) > 2 else ""
+            raise ObjError("NULL VALUE" if 0 < p <= len(items) else "LIST")
+        if nm in ("LL", "LISTLENGTH"):
+            return str(len(listitems(vals[0])))
+        if nm in ("ISOBJECT",):
+            return "1" if self.ctx.is_oref(vals[0]) else "0"
         raise ObjError("FUNCTION", "($%s is not in the emulator's subset)" % nm)
+
+    def skip_expr(self, stops=",)"):
+        """Skip one expression of a $SELECT pair without evaluating it (quotes and parentheses balanced)."""
+        depth = 0
+        while not self.eol():
+            c = self.peek()
+            if c == '"':
+                self.string()
+                continue
+            if depth == 0 and c in stops:
+                return
+            if c == "(":
+                depth += 1
+            elif c == ")":
+                depth -= 1
+            self.i += 1
+        raise ObjError("SYNTAX")
+
+    def skip_to_close(self):
+        """After the chosen $SELECT value: skip the remaining pairs up to and including the closing parenthesis."""
+        while self.peek() == ",":
+            self.i += 1
+            self.skip_expr(":")
+            self.expect(":")
+            self.skip_expr()
+        self.expect(")")
+
+
+def listbuild(items):
+    """$LISTBUILD encoding: per element a length byte (length + 2), a type byte 1 (string) and the characters;
+    an omitted element is the single byte 1.  Elements longer than 253 characters use a 0 length byte followed
+    by a 2-byte length (the emulator's choice for long elements)."""
+    out = []
+    for it in items:
+        if it is None:
+            out.append("\x01")
+            continue
+        it = str(it)
+        if len(it) + 2 < 256:
+            out.append(chr(len(it) + 2) + "\x01" + it)
+        else:
+            out.append("\x00" + chr((len(it) + 4) & 0xFF) + chr((len(it) + 4) >> 8) + "\x01" + it)
+    return "".join(out)
+
+
+def listitems(value):
+    """Decode a $LISTBUILD value (``<LIST>`` when it is not one)."""
+    s = str(value)
+    i = 0
+    items = []
+    while i < len(s):
+        n = ord(s[i])
+        if n == 1:
+            items.append(None)
+            i += 1
+            continue
+        if n == 0:
+            if i + 3 > len(s):
+                raise ObjError("LIST")
+            n = ord(s[i + 1]) + (ord(s[i + 2]) << 8)
+            start = i + 4
+            end = i + n
+        else:
+            start = i + 2
+            end = i + n
+        if n < 2 or end > len(s):
+            raise ObjError("LIST")
+        items.append(s[start:end])
+        i = end
+    return items
 
 
 def zboolean(a, b, op):

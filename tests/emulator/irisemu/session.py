@@ -3,7 +3,7 @@ import os
 import sys
 import time
 
-from . import backup, config, instance, util
+from . import backup, config, instance, integrity, journal, util
 from .objectscript import ByRef, Halt, Interpreter, ObjError, to_num
 from .security import Security, hash_password, new_role, new_user
 
@@ -31,6 +31,57 @@ class Session(object):
         self.username = None
         self.namespace = "USER"
         self.external = False
+        self.objects = {}       # oref -> object (Journal.Restore, %Routine, lists)
+        self.next_oref = 1
+        self.globals = {}       # temporary globals (config.TEMP_GLOBAL_PREFIXES), private to the session
+
+    # -- objects, routines, temporary globals (see objectscript.Interpreter) -----------------------------------
+    def new_object(self, obj):
+        oref = "%d@%s" % (self.next_oref, obj.CLASS)
+        self.next_oref += 1
+        self.objects[oref] = obj
+        return oref
+
+    def is_oref(self, value):
+        return isinstance(value, str) and value in self.objects
+
+    def _obj(self, oref):
+        obj = self.objects.get(oref)
+        if obj is None:
+            raise ObjError("INVALID OREF")
+        return obj
+
+    def obj_get(self, oref, prop):
+        return self._obj(oref).get(prop)
+
+    def obj_set(self, oref, prop, value):
+        self._obj(oref).set(prop, value)
+
+    def obj_call(self, oref, meth, args):
+        r = self._obj(oref).call(meth, args)
+        return "" if r is None else r
+
+    def temp_globals(self):
+        return self.globals
+
+    def is_temp_global(self, name):
+        return any(name.startswith(p) for p in config.TEMP_GLOBAL_PREFIXES)
+
+    def call_routine(self, label, routine, args, want_value):
+        """System routines of %SYS the emulator knows: CheckList^Integrity, Display^Integrity, ^JRNSWTCH."""
+        if self.namespace == "%SYS":
+            r, lab = routine, label.lower()
+            if r == "Integrity" and lab == "checklist":
+                return integrity.checklist(self, args)
+            if r == "Integrity" and lab == "display":
+                integrity.display(self, args)
+                return ""
+            if r == "Integrity":
+                raise ObjError("NOLINE", "*%s^Integrity (the emulator has CheckList and Display only)" % label)
+            if r == "JRNSWTCH" and lab == "":
+                journal.jrnswtch(self)
+                return ""
+        raise ObjError("NOROUTINE", "*%s^%s" % (label, routine))
 
     # -- principal device ---------------------------------------------------------------------------------------
     def write(self, text):
@@ -111,6 +162,22 @@ class Session(object):
             if m not in ("exists",):
                 self.require_priv(config.SECURITY_ADMIN_PRIVILEGES, "%s,%s" % (meth, cls))
             r = getattr(self, "_" + c.split(".")[1])(m, args)
+            if r is None:
+                raise ObjError("METHOD DOES NOT EXIST", "*%s,%s" % (meth, cls))
+            return r
+        if c == "%sys.journal.system":
+            r = journal.journal_system(self, meth, args)
+            if r is None:
+                raise ObjError("METHOD DOES NOT EXIST", "*%s,%s" % (meth, cls))
+            return r
+        if c == "journal.restore":
+            self.require_sys(cls)
+            r = journal.restore_class(self, meth, args)
+            if r is None:
+                raise ObjError("METHOD DOES NOT EXIST", "*%s,%s" % (meth, cls))
+            return r
+        if c in ("%routine", "%library.routine"):
+            r = journal.routine_class(self, meth, args)
             if r is None:
                 raise ObjError("METHOD DOES NOT EXIST", "*%s,%s" % (meth, cls))
             return r

@@ -103,7 +103,7 @@ def test_freeze_output_and_thaw(emu, inst, flavour):
     off = int(re.fullmatch(expected[9], lines[9]).group(1))
     with open(jf, "rb") as fh:
         fh.seek(off)
-        assert b"MARKER" in fh.readline()
+        assert b" JRNMARK -1 ExternalFreeze text=" in fh.readline()
     log = log_text(d, flavour)
     assert re.search(LOGSTAMP + r"0 \[Utility\.Event\] Backup\.General\.ExternalFreeze: Suspending system\n", log)
     assert re.search(LOGSTAMP + r"1 \[Utility\.Event\] Backup\.General\.ExternalFreeze: Warning, ", log)

@@ -197,7 +197,8 @@ def test_generation_advances_in_all_files(emu, both):
     assert read_generation(dat) >= g0 + 2
     assert read_generation(os.path.join(d, "mgr", "IRIS.DAT")) >= g0 + 2
     jf = sorted(os.listdir(os.path.join(d, "mgr", "journal")))[-1]
-    assert "SET ^IRISEMU(\"gen\")" in open(os.path.join(d, "mgr", "journal", jf), errors="replace").read()
+    text = open(os.path.join(d, "mgr", "journal", jf), errors="replace").read()
+    assert 'SET ^["^^%s/"]IRISEMU("gen")=' % os.path.join(d, "mgr", "app") in text
 
 
 def test_stale_pid_after_restart_is_down(emu):
