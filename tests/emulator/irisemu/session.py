@@ -224,6 +224,9 @@ class Session(object):
                 return "0" if sc.startswith("1") else "1"
             if m == "geterrortext":
                 return "" if sc.startswith("1") else sc[2:]
+            if m == "error":
+                # $SYSTEM.Status.Error(code,text): an error %Status (the emulator's form "0 ERROR #code: text")
+                return "0 ERROR #%s: %s" % (int(to_num(_val(args, 0) or 0)), _val(args, 1) or "")
             if m == "displayerror":
                 if not sc.startswith("1"):
                     self.write(sc[2:])
