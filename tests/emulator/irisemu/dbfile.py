@@ -125,7 +125,7 @@ def integrity_file(path):
     with open(path, "rb") as fh:
         data = fh.read()
     n = len(data) // config.BLOCK_SIZE
-    bad = {b for b, _ in problems}
+    bad = {b for b, _msg in problems}
     gens = {}
     for i in range(n):
         if i in bad:
@@ -138,7 +138,7 @@ def integrity_file(path):
     newest = max(counts, key=lambda g: (counts[g], g)) if counts else None
     for i, g in sorted(gens.items()):
         if g != newest:
-            problems.append((i, "generation %d, the other blocks have %d (torn write)" % (g, newest)))
+            problems.append((i, "generation %d, the other blocks have %s (torn write)" % (g, newest)))
     problems.sort(key=lambda p: (-1 if p[0] is None else p[0]))
     return n, newest, problems
 
@@ -202,7 +202,7 @@ def check(paths):
     lines = []
     for uid, ent in per_uid.items():
         gens = {}
-        only_temp = all(db in config.TEMP_DATABASES for _, _, _, db in ent["blocks"])
+        only_temp = all(blk[3] in config.TEMP_DATABASES for blk in ent["blocks"])
         for f, i, g, db in ent["blocks"]:
             if db in config.TEMP_DATABASES and not only_temp:
                 continue  # never journalled: a journal restore does not bring it forward (still checked above)

@@ -14,7 +14,7 @@ import os
 import socket
 import time
 
-from . import config, dbfile, instance, util
+from . import config, dbfile, instance
 from .objectscript import ByRef, ObjError, listitems, to_num
 
 
@@ -124,8 +124,8 @@ def display(session, args):
             continue
         if dirsum or flags == 0:
             w("\n---Total for directory %s---\n" % r["dir"])
-            w("%10d Total blocks %14dkb (generation %s)\n" % (r["blocks"], r["blocks"] * config.BLOCK_SIZE // 1024,
-                                                          r["generation"]))
+            w("%10d Total blocks %14dkb (generation %s)\n"
+              % (r["blocks"], r["blocks"] * config.BLOCK_SIZE // 1024, r["generation"]))
         w("\n%s\n" % ("No Errors were found in this directory." if not r["errors"]
                       else "Errors were found in this directory."))
     if flags != 2:

@@ -265,7 +265,7 @@ def call_filter(session, filt, params):
     for n, v in zip(names, params):
         node = interp.vars[n] = Node()
         node.value = str(v)
-    body = [m.group("body") or ""] + [l for l in lines[start + 1:]]
+    body = [m.group("body") or ""] + list(lines[start + 1:])
     for line in body:
         if line[:1] not in (" ", "\t", "") and line is not body[0]:
             break  # the next label: a routine falls through only within its own lines
@@ -616,7 +616,7 @@ class RestoreObject(object):
             s.write("\nThe following databases have been updated:\n\n")
             for i, t in enumerate(updated, 1):
                 s.write("%d. %s\n" % (i, t))
-        skipped = [t for t in bad_targets] + [d for d in not_selected if d not in bad_targets]
+        skipped = list(bad_targets) + [d for d in not_selected if d not in bad_targets]
         if skipped:
             s.write("\nThe following databases have been skipped:\n\n")
             for i, t in enumerate(skipped, 1):

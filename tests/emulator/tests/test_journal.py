@@ -104,7 +104,7 @@ def chain(emu, src):
     first = freeze_copy(emu, s, emu.path("backup1"))
     g_backup = read_generation(os.path.join(emu.path("backup1"), "user", "IRIS.DAT"))
     files = [first]
-    for _ in range(3):
+    for _round in range(3):
         g = emu.generation(s["dir"])
         emu.wait_generation(s["dir"], g + 5)
         old, new = switch(emu, s["name"])
@@ -342,7 +342,7 @@ def integrity_lines(dirs, flags=1):
 def test_integrity_check(emu, src, chain):
     s = src
     red = drill_targets(s, emu.path("backup1"))
-    dirs = [t for _, t in red]
+    dirs = [t for _src, t in red]
     r = script(emu, s["drill"], integrity_lines(dirs, flags=0))
     assert r.returncode == 5, r.stdout
     m = markers(r.stdout)

@@ -133,7 +133,7 @@ def test_a_failed_freeze_is_rolled_back_and_leaves_nothing(rig):
 def test_a_thaw_without_state_leaves_a_leased_freeze_alone(rig):
     """A hook thaw with no state file used to thaw every frozen instance, another run's freeze included."""
     host, iris, cache, conf, tmp_path, base = rig
-    engine = _freeze.FreezeEngine([i for i in _iris.discover_instances()[0]], 'iris_freeze',
+    engine = _freeze.FreezeEngine(list(_iris.discover_instances()[0]), 'iris_freeze',
                                   {'deadman_timeout': 60}, run_id='other')
     assert not engine.hold()['failed'] and iris.frozen
     assert run(rig, 'generic', 'thaw', '--warning-rc', '2') == 2
