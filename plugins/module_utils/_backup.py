@@ -40,6 +40,7 @@ import tempfile
 import time
 
 try:
+    from ansible_collections.irisops.backup.plugins.module_utils import _drill
     from ansible_collections.irisops.backup.plugins.module_utils import _freeze
     from ansible_collections.irisops.backup.plugins.module_utils import _iris
     from ansible_collections.irisops.backup.plugins.module_utils import _lvm
@@ -49,6 +50,7 @@ try:
 except ImportError:  # an on-host copy: the engine files side by side
     if os.path.dirname(os.path.abspath(__file__)) not in sys.path:   # run as a script with python3 -I
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import _drill  # pylint: disable=import-error
     import _freeze  # pylint: disable=import-error
     import _iris  # pylint: disable=import-error
     import _lvm  # pylint: disable=import-error
@@ -61,7 +63,8 @@ __metaclass__ = type
 VERSION = '1.0.0'
 DEFAULT_CONFIG = '/etc/irisops/backup.json'
 #: The engine files a host needs for irisops-backup (the role copies them to /usr/local/lib/irisops).
-ENGINE_FILES = ('_run.py', '_iris.py', '_lvm.py', '_freeze.py', '_snapset.py', '_restic.py', '_backup.py')
+ENGINE_FILES = ('_run.py', '_iris.py', '_lvm.py', '_freeze.py', '_snapset.py', '_restic.py', '_journal.py', '_drill.py',
+                '_backup.py')
 #: Name of the systemd credential that holds the repository password (LoadCredential[Encrypted]=).
 PASSWORD_CREDENTIAL = 'restic-password'
 IRIS_PASSWORD_CREDENTIAL = 'iris-password'
@@ -113,9 +116,14 @@ CONFIG_DEFAULTS = {
     'metrics_file': '/var/lib/prometheus/node-exporter/irisops_backup.prom',
     'host': None,
     'progress_every': PROGRESS_EVERY,
+    'journal_metrics_file': '/var/lib/prometheus/node-exporter/irisops_journals.prom',
+    'drill_root': '/var/lib/irisops/drill',
+    'drill_instance': None,
+    'drill_metrics_file': '/var/lib/prometheus/node-exporter/irisops_drill.prom',
 }
 ABSOLUTE_PATHS = ('repository_password_file', 'repository_password_credential', 'password_credential',
-                  'repository_ssh_key', 'repository_known_hosts', 'restic_cache_dir',
+                  'journal_metrics_file', 'drill_root', 'drill_metrics_file', 'repository_ssh_key',
+                  'repository_known_hosts', 'restic_cache_dir',
                   'mount_root', 'report_dir', 'metrics_file')
 CHOICES = {'existing': ('fail', 'remove'), 'unmapped_directories': ('fail', 'warn'),
            'mirror_primary': ('freeze', 'skip', 'fail'), 'freeze_mode': ('together', 'staggered'),
@@ -1231,6 +1239,18 @@ def build_parser():
     s.add_argument('--run-id', help='the run to wait for: finished once its report is written')
     s.add_argument('--wait', type=int, default=0, help='wait up to this many seconds for the run to finish')
     sub.add_parser('init', help='create the repository if it does not exist')
+    j = sub.add_parser('journals', help='ship the completed journal files of the instances into the repository')
+    j.add_argument('--switch', action='store_true', help='switch to a new journal file first (closes the current one)')
+    j.add_argument('--json', action='store_true')
+    d = sub.add_parser('drill', help='restore a backup and its shipped journals under drill_root, roll forward, check')
+    d.add_argument('--instance', required=True, help='the instance of the backup to drill')
+    d.add_argument('--source-host', help='whose backups (default: this host)')
+    d.add_argument('--backup', help='restic snapshot id or run id (default: the newest verified backup)')
+    d.add_argument('--until', help='roll forward only to this time (YYYY-MM-DD HH:MM:SS, the instance\'s local time)')
+    d.add_argument('--drill-instance', help='the dedicated instance the journal restore runs in (default: '
+                   'drill_instance)')
+    d.add_argument('--keep', action='store_true', help='keep the restored files (for a look after the drill)')
+    d.add_argument('--json', action='store_true')
     return p
 
 
@@ -1271,6 +1291,37 @@ def main(argv=None):
             else:
                 print_list(entries)
             return 0
+        if args.command == 'journals':
+            sel = _iris.prepare_selection(cfg['instances'], run_as=cfg['run_as'] or None)
+            if sel['errors']:
+                sys.stderr.write('irisops-backup: nothing shipped: %s\n' % '; '.join(sel['errors']))
+                return 1
+            res = _drill.ship_journals(repo, cfg, host_name(cfg), sel['selected'], switch=args.switch)
+            if cfg.get('journal_metrics_file'):
+                try:
+                    write_metrics(cfg['journal_metrics_file'], _drill.journal_metrics_text(host_name(cfg), res))
+                except (IOError, OSError) as exc:
+                    sys.stderr.write('irisops-backup: metrics not written: %s\n' % exc)
+            if args.json:
+                _out(json.dumps(res, indent=1, sort_keys=True))
+            else:
+                for name, r in sorted(res.items()):
+                    _out('%s: %s' % (name, r['error'] or 'shipped %d completed journal file(s), newest %s, lag %s s' % (
+                        r['shipped'], r['newest'], r['lag_s'])))
+            return 1 if any(r['error'] for r in res.values()) else 0
+        if args.command == 'drill':
+            drill = _drill.Drill(repo, cfg, args.source_host or host_name(cfg), args.instance.upper(),
+                                 backup_id=args.backup, until=args.until, drill_instance=args.drill_instance,
+                                 keep=args.keep, emit=_emit_stderr)
+            rep = drill.run()
+            rep['recorded'] = _drill.record_drill(repo, rep, host_name(cfg)) if rep.get('backup_id') else False
+            if cfg.get('drill_metrics_file'):
+                try:
+                    write_metrics(cfg['drill_metrics_file'], _drill.drill_metrics_text(host_name(cfg), rep))
+                except (IOError, OSError) as exc:
+                    rep.setdefault('warnings', []).append('metrics not written: %s' % exc)
+            _out(json.dumps(rep, indent=1, sort_keys=True, default=str) if args.json else _drill.drill_text(rep))
+            return 0 if rep['status'] == 'success' else 1
         if args.command == 'check':
             rc, out, err, _argv = repo.check(cfg['verify_read_data_subset'] or None)
             sys.stdout.write(out)

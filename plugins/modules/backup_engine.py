@@ -85,15 +85,17 @@ import tempfile
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.irisops.backup.plugins.module_utils import _backup
+from ansible_collections.irisops.backup.plugins.module_utils import _drill
 from ansible_collections.irisops.backup.plugins.module_utils import _freeze
 from ansible_collections.irisops.backup.plugins.module_utils import _iris
+from ansible_collections.irisops.backup.plugins.module_utils import _journal
 from ansible_collections.irisops.backup.plugins.module_utils import _lvm
 from ansible_collections.irisops.backup.plugins.module_utils import _restic
 from ansible_collections.irisops.backup.plugins.module_utils import _run
 from ansible_collections.irisops.backup.plugins.module_utils import _snapset
 
 MODULES = {'_run.py': _run, '_iris.py': _iris, '_lvm.py': _lvm, '_freeze.py': _freeze, '_snapset.py': _snapset,
-           '_restic.py': _restic, '_backup.py': _backup}
+           '_restic.py': _restic, '_journal.py': _journal, '_drill.py': _drill, '_backup.py': _backup}
 
 WRAPPER = '''#!/bin/sh
 # irisops-backup: the on-host backup engine of the irisops.backup collection (installed by its backup_engine module;
