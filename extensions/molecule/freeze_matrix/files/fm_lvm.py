@@ -22,11 +22,11 @@ so the test sees exactly what a run left behind.
 ``lvcreate`` is controlled through CTL (JSON, written by fm_host.py; absent = every lvcreate is instant):
 
     startup   seconds every real lvcreate spends before it touches anything (LVM's locking and scanning)
-    block     a substring of the snapshot name, or "all": that lvcreate creates the snapshot's metadata first,
-              then writes READY ("<k> <pid> <ppid> <name>") and blocks until RELEASE exists or ``hold`` seconds
-              passed (0: until released, at most 600 s)
+    block     the start of the snapshot name (the origin LV: iris, cache, shared), or "all": that lvcreate creates
+              the snapshot's metadata first, then writes READY ("<k> <pid> <ppid> <name>") and blocks until
+              RELEASE exists or ``hold`` seconds passed (0: until released, at most 600 s)
     hold      see block
-    fail      a substring of the snapshot name: that lvcreate fails (rc 5) without creating anything
+    fail      the start of the snapshot name: that lvcreate fails (rc 5) without creating anything
 
 Every call appends "<epoch> <event> <k> <pid> <name>" to EVENTS (start, created, ready, done, failed).
 ``fm-snapshot`` is the stand-in of a storage/VM snapshot taken between iris_freeze and iris_thaw (or between the
@@ -178,7 +178,7 @@ def cmd_lvcreate(args):
     event('start', k, name)
     if c.get('startup'):
         time.sleep(float(c['startup']))
-    if c.get('fail') and c['fail'] in name:
+    if c.get('fail') and name.startswith(c['fail']):
         event('failed', k, name)
         sys.stderr.write('  fm_lvm: injected failure creating %s\n' % name)
         return 5
@@ -191,7 +191,7 @@ def cmd_lvcreate(args):
         st.save()
     event('created', k, name)
     block = c.get('block')
-    if block and (block == 'all' or block in name):
+    if block and (block == 'all' or name.startswith(block)):
         event('ready', k, name)
         _block(READY, RELEASE, float(c.get('hold') or 0), '%d %d %d %s' % (k, os.getpid(), os.getppid(), name))
     with Locked() as st:

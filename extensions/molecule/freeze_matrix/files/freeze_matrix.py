@@ -80,7 +80,7 @@ FAULT_TEXT = {'SIGTERM': 'SIGTERM of the freezer process on the host', 'SIGINT':
 
 #: deadman_timeout of the rows run on the host in which the switch is what thaws (the fault comes within a few
 #: seconds of the arm) ...
-D_HOST = 10
+D_HOST = 15
 #: ... and of the rows in which it must not interfere (it is disarmed, or fires late and finds nothing to do)
 D_LONG = 30
 #: deadman_timeout of the ansible-playbook rows in which the switch is what thaws (the fault comes right after
@@ -306,6 +306,22 @@ def extra_rows():
         rows.append(Row('extra.%s.%s' % (name, freezer), freezer, phase, name, kind, plan, expect=expect,
                         phrases=phrases, absent=absent, est=est, note=note, desc=desc))
 
+    # controls: the same freezers without a fault succeed, and their valid backup IS recorded (so the history
+    # check of every other row can see a recording)
+    for fz in hold_kinds:
+        run_id = 'fm-x-control-%s' % fz.replace('_', '-')
+        history = {'do': 'run', 'name': 'history', 'kind': 'module', 'module': 'iris_set_history',
+                   'args': {'instances': ['IRIS', 'CACHE'], 'backup_completed': True, 'run_id': run_id}}
+        if fz == 'hook':
+            acts = [{'do': 'run', 'name': 'f', 'kind': 'hook', 'argv': hook_argv(D_LONG, 'freeze')},
+                    {'do': 'run', 'name': 't', 'kind': 'hook', 'argv': hook_argv(D_LONG, 'thaw')}]
+        elif fz == 'iris_freeze':
+            acts = [freezer_start(fz, 'f', D_LONG, run_id, do='run'), thaw_start(fz, 't', 'f', do='run'), history]
+        else:
+            acts = [freezer_start(fz, 'p', D_LONG, run_id, do='run'), history,
+                    {'do': 'remove_run_snapshots', 'run_id': run_id}]
+        add('control_no_fault', fz, 'none', 'no fault: the backup is valid and recorded',
+            {'actions': acts, 'observe': {'slack': SLACK}, 'must_record': True}, [], expect='ok', est=9)
     for fz in hold_kinds:
         run_id = 'fm-x-%s-%s' % ('rbfail', fz.replace('_', '-'))
         # rollback thaw fails, irisstat -W still works
@@ -364,11 +380,12 @@ def extra_rows():
             'observe': {'slack': SLACK}}, ['BACKUP INVALID', 'instance IRIS was still frozen'], est=14)
     for fz in ('lvm_together', 'lvm_staggered'):
         run_id = 'fm-x-slowlvc-%s' % fz.replace('_', '-')
-        add('switch_due_during_lvcreate', fz, 'during_lvcreate', 'deadman_timeout 4 s, lvcreate takes 8 s', {
-            'actions': [{'do': 'lvm', 'ctl': {'block': 'shared', 'hold': 8}},
+        add('switch_due_during_lvcreate', fz, 'during_lvcreate', 'deadman_timeout 4 s, the first lvcreate takes 8 s', {
+            'actions': [{'do': 'lvm', 'ctl': {'block': 'iris', 'hold': 8}},
                         freezer_start(fz, 'p', 4, run_id, do='run')],
-            'observe': {'slack': SLACK}}, ['the instances were thawed first'], est=16,
-            note='lvcreate is bounded by the time left until the switch fires: the engine thaws first')
+            'observe': {'slack': SLACK}}, [('the instances were thawed first', 'freeze budget exceeded')], est=16,
+            note='lvcreate is bounded by the time left until the switch fires: the engine thaws first (or, on a '
+                 'loaded machine, stops before the snapshot because the switch would be due before it ends)')
         run_id = 'fm-x-earlyfire-%s' % fz.replace('_', '-')
         add('switch_fires_in_window', fz, 'during_lvcreate', 'the switch fires while lvcreate runs (timer started '
             'early: systemctl start irisops-deadman-IRIS.service)', {
@@ -797,6 +814,21 @@ def run_lockkill_row(row, ctr, work):
     return final
 
 
+def self_test(ctr):
+    """The observation can fail: iris_freeze with deadman_timeout 0 and nobody thawing must be seen frozen.
+    Returns None or what is wrong."""
+    try:
+        res = host_call(ctr, 'exec', {'id': 'self-test', 'actions': [
+            freezer_start('iris_freeze', 'f', 0, 'fm-self-test', do='run')],
+            'observe': {'slack': 0, 'settle': 2, 'set_history': False}})
+        host_call(ctr, 'reset', {})
+    except Exception as exc:  # pylint: disable=broad-except
+        return '%s: %s' % (type(exc).__name__, exc)
+    if sorted(res.get('frozen_after') or []) != ['CACHE', 'IRIS']:
+        return 'expected CACHE and IRIS frozen, the observer saw %s' % res.get('frozen_after')
+    return None
+
+
 RUNNERS = {'host': run_host_row, 'play': run_play_row, 'pair': run_pair_row, 'lockkill': run_lockkill_row}
 
 
@@ -867,14 +899,23 @@ def judge(row, res, seconds):
     if res.get('recorded') and not valid_runs:
         data_lost += len(res['recorded'])
         notes.append('backup history changed without a valid run: %s' % res['recorded'])
-    missing = [p for p in row.phrases if p not in message]
+    # a phrase is a text, or a tuple of texts of which one must be there (the one found is recorded)
+    found = [next((a for a in p if a in message), None) if isinstance(p, tuple) else (p if p in message else None)
+             for p in row.phrases]
+    missing = [(' | '.join(p) if isinstance(p, tuple) else p) for p, f in zip(row.phrases, found) if f is None]
     present = [a for a in row.absent if a in message]
-    expected = missing[0] if missing else (row.phrases[0] if row.phrases else None)
+    expected = missing[0] if missing else (found[0] if found else None)
     if present:
         notes.append('the message must not contain %r' % present)
         expected = 'NOT: %s' % present[0]
     if any(n.startswith('TEST ERROR') for n in notes):
         expected = notes[[i for i, n in enumerate(notes) if n.startswith('TEST ERROR')][0]]
+    if isinstance(row.plan, dict) and row.plan.get('must_record') and sorted(res.get('recorded') or []) != [
+            'CACHE', 'IRIS']:
+        notes.append('TEST ERROR: the valid backup was not recorded in both instances (%s): the history check '
+                     'cannot see a recording' % res.get('recorded'))
+        expected = notes[-1]
+        rc_failed = True
     if res.get('switches_left'):
         notes.append('switch still armed at the end: %s' % res['switches_left'])
     if res.get('freezers_left_running'):
@@ -983,7 +1024,8 @@ def main(argv=None):
     if args.command == 'list':
         print_mapping(rows, maps)
         for r in rows:
-            print('  %-62s %-6s %s' % (r.id, r.kind, ' / '.join(r.phrases)))
+            words = ' / '.join(' | '.join(p) if isinstance(p, tuple) else p for p in r.phrases)
+            print('  %-62s %-8s %s' % (r.id, r.kind, words))
         return 0
     ctrs = containers(args.containers)
     if not ctrs:
@@ -999,6 +1041,12 @@ def main(argv=None):
     print_mapping(rows, maps)
     sys.stdout.flush()
     t0 = time.time()
+    problem = self_test(ctrs[0])
+    if problem:
+        print('freeze_matrix: the observer self-test failed, no row is run: %s' % problem)
+        return 2
+    print('observer self-test on %s: a freeze without a switch (deadman_timeout 0) is seen frozen after the bound: '
+          'ok (%.1f s)' % (ctrs[0], time.time() - t0))
     todo = queue.Queue()
     for r in sorted(rows, key=lambda r: -r.est):
         todo.put(r)
