@@ -6,7 +6,8 @@
 #   * a drill: the generic pre hook on every host (both instances must be frozen, IsWDSuspendedExt 5, as read by
 #     `irisops-hook status --json`), then the post hook (both thawed again), timed;
 #   * with --remove: removal (irisops_hooks_state=absent) on every host, timed.
-# No assertion on any time. Containers are removed at the end unless --keep.
+# No assertion on any time. Prints hosts per minute for each step and a table of them at the end. Containers are
+# removed at the end unless --keep.
 #
 #   bash tests/fleet/run-hooks-fleet.sh [--hosts N] [--forks F] [--remove] [--keep]   (defaults: 20 hosts, forks = hosts)
 #
@@ -40,6 +41,14 @@ work=$(mktemp -d /tmp/irisops-fleet.XXXXXX)
 names=()
 for i in $(seq -w 1 "$hosts"); do names+=("$prefix-$i"); done
 
+# timed "step<TAB>seconds" rows for the table at the end; hosts/minute = hosts * 60 / seconds
+steps=()
+rate() { awk -v n="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.1f", n * 60 / s; else print "-" }'; }
+timed() {  # timed STEP SECONDS: print the hosts/minute line and keep the row
+    steps+=("$1"$'\t'"$2")
+    echo "fleet:   $1: ${#names[@]} hosts in $2 s = $(rate "${#names[@]}" "$2") hosts/minute"
+}
+
 cleanup() {
     if [ "$keep" = 1 ]; then
         echo "fleet: kept ${#names[@]} containers ($prefix-*) and $work"
@@ -52,6 +61,24 @@ trap cleanup EXIT
 
 docker image inspect "$IRISOPS_IMAGE_EMU" >/dev/null 2>&1 || {
     echo "fleet: image $IRISOPS_IMAGE_EMU missing - run tests/harness/build-images.sh first" >&2; exit 1; }
+
+# Every container's systemd, logind etc. hold about 6 inotify instances of uid 0 (the containers share the host's
+# uids), and fs.inotify.max_user_instances (128 by default) caps them per uid for the whole host: beyond it a new
+# container's systemd exits at once (exit code 255). Say so before starting when the fleet will not fit.
+inotify_check() {
+    local max used need
+    max=$(cat /proc/sys/fs/inotify/max_user_instances 2>/dev/null) || return 0
+    [ "$(id -u)" = 0 ] || return 0
+    used=$(find /proc/[0-9]*/fd -lname 'anon_inode:inotify' -printf '%h\n' 2>/dev/null |
+           while read -r d; do stat -c %u "${d%/fd}" 2>/dev/null; done | grep -c '^0$') || true  # processes come and go
+    need=$((hosts * 6))
+    echo "fleet: inotify instances of uid 0: $used in use, about $need needed, fs.inotify.max_user_instances $max"
+    if [ $((used + need)) -gt "$max" ]; then
+        echo "fleet: WARNING: $hosts containers will probably not all start (other containers hold $used):" \
+             "use --hosts $(((max - used) / 6)) or raise the limit (sysctl -w fs.inotify.max_user_instances=512)" >&2
+    fi
+}
+inotify_check
 
 t0=$(irisops_now)
 docker rm -f "${names[@]}" >/dev/null 2>&1 || true
@@ -67,17 +94,23 @@ wait_one() {
     docker exec "$n" systemctl is-system-running --wait >/dev/null 2>&1 || true
     for i in $(seq 1 60); do
         if docker exec "$n" sh -c 'iris qlist IRIS | cut -d^ -f4 | grep -q ^running &&
-                                   ccontrol qlist CACHE | cut -d^ -f4 | grep -q ^running'; then
+                                   ccontrol qlist CACHE | cut -d^ -f4 | grep -q ^running' 2>/dev/null; then
             return 0
         fi
+        [ "$(docker inspect --format '{{.State.Running}}' "$n" 2>/dev/null)" = true ] || break
         sleep 1
     done
-    echo "fleet: $n: instances did not come up" >&2
+    # a container whose systemd exits at once: with many systemd containers on the host (other scenarios running
+    # too), fs.inotify.max_user_instances (128 by default, about 5 per container) is the usual limit
+    echo "fleet: $n: instances did not come up (container $(docker inspect --format '{{.State.Status}}, exit code {{.State.ExitCode}}' "$n" 2>&1); $(docker ps -q | wc -l) containers running; fs.inotify.max_user_instances $(cat /proc/sys/fs/inotify/max_user_instances 2>/dev/null))" >&2
+    docker logs --tail 5 "$n" 2>&1 | sed "s/^/fleet: $n: /" >&2
     return 1
 }
 export -f wait_one
 printf '%s\n' "${names[@]}" | xargs -P 10 -I{} bash -c 'wait_one {}'
-echo "fleet: ${#names[@]} containers up in $(irisops_elapsed "$t0") s"
+up_s=$(irisops_elapsed "$t0")
+echo "fleet: ${#names[@]} containers up in $up_s s"
+timed "containers up" "$up_s"
 
 inv=$work/inventory.yml
 {
@@ -119,7 +152,7 @@ PY
 }
 
 play() {
-    local label=$1 want=$2 t
+    local label=$1 want=$2 t secs
     shift 2
     t=$(irisops_now)
     if ! ansible-playbook -i "$inv" irisops.backup.install_hooks "$@" > "$work/$label.log" 2>&1; then
@@ -128,7 +161,9 @@ play() {
         keep=1
         exit 1
     fi
-    echo "fleet: $label on ${#names[@]} hosts (forks $forks): $(irisops_elapsed "$t") s"
+    secs=$(irisops_elapsed "$t")
+    echo "fleet: $label on ${#names[@]} hosts (forks $forks): $secs s"
+    timed "$label" "$secs"
     recap_check "$work/$label.log" "$want" || { keep=1; exit 1; }
 }
 
@@ -149,7 +184,9 @@ ansible all -i "$inv" -m ansible.builtin.command -a /usr/local/sbin/irisops-post
     tail -20 "$work/post.log"; keep=1; echo "fleet: post hook failed" >&2; exit 1; }
 ansible all -i "$inv" -m ansible.builtin.command -a '/usr/local/sbin/irisops-hook status --json' \
     > "$work/status-thawed.log" 2>&1 || true
-echo "fleet: drill (pre hook, status, post hook, status) on ${#names[@]} hosts: $(irisops_elapsed "$t") s"
+drill_s=$(irisops_elapsed "$t")
+echo "fleet: drill (pre hook, status, post hook, status) on ${#names[@]} hosts: $drill_s s"
+timed "drill" "$drill_s"
 python3 - "$work/status-frozen.log" "$work/status-thawed.log" "${#names[@]}" <<'PY' || { keep=1; exit 1; }
 import json, re, sys
 def frozen_counts(path):
@@ -171,4 +208,12 @@ PY
 if [ "$remove" = 1 ]; then
     play remove '>0' -e irisops_hooks_state=absent
 fi
-echo "fleet: total $(irisops_elapsed "$t0") s"
+total_s=$(irisops_elapsed "$t0")
+echo
+echo "fleet: ${#names[@]} hosts, forks $forks"
+printf '  %-16s %8s  %s\n' step seconds hosts/minute
+for r in "${steps[@]}"; do
+    printf '  %-16s %8s  %s\n' "${r%%$'\t'*}" "${r#*$'\t'}" "$(rate "${#names[@]}" "${r#*$'\t'}")"
+done
+printf '  %-16s %8s  %s\n' total "$total_s" "$(rate "${#names[@]}" "$total_s")"
+echo "fleet: total $total_s s"
