@@ -806,7 +806,8 @@ class BackupRun(object):
 
     def freeze_and_snapshot(self):
         self.step = 'freeze'
-        self.engine = _freeze.FreezeEngine(self.instances, 'irisops-backup', self.engine_options(), run_id=self.run_id)
+        self.engine = _freeze.FreezeEngine(self.instances, 'irisops-backup', self.engine_options(), run_id=self.run_id,
+                                           switch_cleanup=self.snapset.switch_cleanup())
         steps = self.snapset.steps()
         self.report['steps'] = _freeze.describe_steps(steps)
         self.say('freezing %s (%s)' % (', '.join(i['name'] for i in self.instances), self.cfg['freeze_mode']))

@@ -275,8 +275,28 @@ def describe_holder(holder):
     return ', '.join(parts)
 
 
-def lease_live(record, now=None):
-    return bool(record and record.get('lease_until') and record['lease_until'] > (now or time.time()))
+def lease_live(record, now=None, directory=None):
+    """Whether a lease still holds the host's freeze lock: before ``lease_until`` and, when the lock's directory is
+    known, while its holder process lives or one of the switches armed under its token is still armed (a switch
+    that fired or was disarmed ends its part of the lease: a controller killed while holding a lease blocks the next
+    run no longer than its switches)."""
+    if not (record and record.get('lease_until') and record['lease_until'] > (now or time.time())):
+        return False
+    if directory is None:
+        return True
+    pid = record.get('pid')
+    if pid and _proc_cmdline(pid) is not None:
+        return True
+    try:
+        names = os.listdir(os.path.join(directory, DEADMAN_SUBDIR))
+    except OSError:
+        return False
+    for name in names:
+        if name.endswith('.json'):
+            st = read_json(os.path.join(directory, DEADMAN_SUBDIR, name))
+            if st and st.get('lease_token') == record.get('token'):
+                return True
+    return False
 
 
 class FreezeLock(object):
@@ -339,7 +359,7 @@ class FreezeLock(object):
                 sleep(0.2)
         self.fd = fd
         rec = self.previous = self.record()
-        if lease_live(rec) and rec.get('token') != self.token:
+        if lease_live(rec, directory=self.directory) and rec.get('token') != self.token:
             if not force:
                 self._unlock()
                 raise self._busy(rec, 'leased to')
@@ -366,7 +386,7 @@ class FreezeLock(object):
     def release(self, force=False):
         """Unlock and remove the owner record when it is ours, stale, or ``force`` (a forced thaw ended it)."""
         rec = self.record()
-        if rec is None or rec.get('token') == self.token or not lease_live(rec) or force:
+        if rec is None or rec.get('token') == self.token or not lease_live(rec, directory=self.directory) or force:
             _remove(self.owner_path)
         self._unlock()
 
@@ -382,6 +402,20 @@ class FreezeLock(object):
 # ---------------------------------------------------------------------------------------------------------------
 # Signal guard
 # ---------------------------------------------------------------------------------------------------------------
+
+def stdout_reader_gone(fd=1):
+    """True when nobody reads this process's standard output any more (the pipe's reader is gone: the control
+    connection was cut while a module ran with pipelining, so no SIGHUP came).  A module that took snapshots for
+    the play's later tasks removes them then: no task will ever use or remove them."""
+    try:
+        import select
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        events = poller.poll(0)
+    except (OSError, ValueError, AttributeError):
+        return False
+    return any(ev & (select.POLLERR | select.POLLHUP) for _fd, ev in events)
+
 
 def signal_name(signum):
     try:
@@ -460,8 +494,12 @@ DEADMAN_UNIT_PREFIX = 'irisops-deadman-'
 #: Upper bound of the default dead-man timeout, and the margin kept below ExternalFreezeTimeOut.
 DEADMAN_DEFAULT_MAX = 300
 DEADMAN_MARGIN = 60
-#: The engine files the switch runs, copied into <state dir>/lib at arm time.
-ENGINE_MODULES = ('_run', '_iris', '_freeze')
+#: The engine files the switch runs, copied into <state dir>/lib at arm time (_lvm: a window's switch also removes
+#: the LVM snapshots of its run when it fires).
+ENGINE_MODULES = ('_run', '_iris', '_lvm', '_freeze')
+#: Seconds a firing switch waits for an lvcreate of its run (in its own session, it outlives a killed window) before
+#: it removes the run's snapshots.
+CLEANUP_WAIT = 60
 
 
 def default_deadman_timeout(external_freeze_timeout=None):
@@ -511,9 +549,18 @@ def module_source(module):
         return f.read().decode('utf-8', 'replace')
 
 
+def _lvm_module():
+    """_lvm, imported when needed (the switch of a freeze without snapshots never uses it)."""
+    try:
+        from ansible_collections.irisops.backup.plugins.module_utils import _lvm
+    except ImportError:
+        import _lvm  # pylint: disable=import-error
+    return _lvm
+
+
 def engine_sources():
     """``{file name: source}`` of the engine files the switch runs (this file and what it imports)."""
-    mods = {'_run': _run, '_iris': _iris, '_freeze': sys.modules[__name__]}
+    mods = {'_run': _run, '_iris': _iris, '_lvm': _lvm_module(), '_freeze': sys.modules[__name__]}
     return dict((name + '.py', module_source(mods[name])) for name in ENGINE_MODULES)
 
 
@@ -561,13 +608,15 @@ def _write_state(path, state):
 
 
 def deadman_arm(instance, seconds, run_as=None, timeout=None, runner=None, python=None, base=None, mechanism=None,
-                sources=None, armed_by='iris_freeze', run_id=None, lease_token=None):
+                sources=None, armed_by='iris_freeze', run_id=None, lease_token=None, cleanup=None):
     """Arm the switch of one instance that is about to be frozen.  Returns ``dict(armed, mechanism, fires_at,
     state_file, unit|pid, token, failed, msg)``; an existing switch for the instance is disarmed first.
 
     The state records where the instance log ends now (:func:`_iris.log_position`): the switch counts the freezes
     started after that point (see the comment above).  ``armed_by`` names the freezer in the log line of a firing
-    switch; ``run_id``/``lease_token`` tie the switch to the run that armed it."""
+    switch; ``run_id``/``lease_token`` tie the switch to the run that armed it.  ``cleanup``: what the switch
+    removes after its thaw when it fires (``{'lvm_run_tag': tag}``: the LVM snapshots of a window whose process
+    died)."""
     runner = runner or _iris.subprocess_runner
     name = instance['name']
     res = {'armed': False, 'mechanism': None, 'fires_at': None, 'failed': False, 'msg': '', 'seconds': int(seconds)}
@@ -588,6 +637,7 @@ def deadman_arm(instance, seconds, run_as=None, timeout=None, runner=None, pytho
             'log_position': _iris.log_position(instance), 'frozen_at': None,
             'unit': deadman_unit(name) if mechanism == 'systemd' else None, 'pid': None,
             'armed_by': armed_by or 'iris_freeze', 'run_id': run_id, 'lease_token': lease_token,
+            'cleanup': cleanup,
         }
         state_path = deadman_state_path(name, directory)
         _write_state(state_path, state)
@@ -711,7 +761,8 @@ def freezes_since(position, read_from=None):
 
 
 def deadman_fire(state_path, token, runner=None, discover=None, log=None):
-    """What the timer runs: thaw the instance if it is still frozen by the freeze that armed this switch.
+    """What the timer runs: thaw the instance if it is still frozen by the freeze that armed this switch, then do the
+    switch's clean-up (the LVM snapshots of a window that died).
 
     Returns a short word for tests: 'disarmed' (no state / other token), 'not-found', 'not-frozen',
     'other-freeze', 'thawed', 'thaw-failed'."""
@@ -719,6 +770,13 @@ def deadman_fire(state_path, token, runner=None, discover=None, log=None):
     state = read_json(state_path)
     if not state or state.get('token') != token:
         return 'disarmed'
+    outcome = _deadman_thaw(state, state_path, runner, discover, log)
+    if state.get('cleanup'):
+        _fire_cleanup(state, log)
+    return outcome
+
+
+def _deadman_thaw(state, state_path, runner, discover, log):
     name = state['instance']
     armed_for = state.get('seconds')
     armed_by = state.get('armed_by') or 'iris_freeze'
@@ -754,6 +812,50 @@ def deadman_fire(state_path, token, runner=None, discover=None, log=None):
     log('irisops dead-man switch: instance %s was still frozen %s s after %s; thawed it (%s)%s'
         % (name, armed_for, armed_by, t['thawed_by'], note), DEADMAN_PRIORITY)
     return 'thawed'
+
+
+def _lvcreate_running(tag):
+    """pids of lvcreate processes creating a snapshot with ``tag``."""
+    pids = []
+    for d in os.listdir('/proc'):
+        if d.isdigit():
+            cmd = _proc_cmdline(int(d)) or []
+            if any(os.path.basename(a) in ('lvcreate', 'lvm') for a in cmd[:3]) and tag in cmd:
+                pids.append(int(d))
+    return pids
+
+
+def _fire_cleanup(state, log, wait=None, sleep=time.sleep):
+    """A window's switch fired: its process died (or overran), and nobody else removes the LVM snapshots of its
+    run.  Wait for an lvcreate of the run still running in its own session, then remove every snapshot carrying the
+    run's tag (unmounting first)."""
+    tag = (state.get('cleanup') or {}).get('lvm_run_tag')
+    if not tag:
+        return []
+    deadline = time.time() + (CLEANUP_WAIT if wait is None else wait)
+    while _lvcreate_running(tag) and time.time() < deadline:
+        sleep(0.5)
+    lvm_mod = _lvm_module()
+    lvm = lvm_mod.Lvm()
+    removed, errors = [], []
+    try:
+        lvs = lvm.lvs()
+        mounts = lvm.mountinfo()
+    except (lvm_mod.LvmError, IOError, OSError) as exc:
+        log('irisops dead-man switch: cannot list the LVM snapshots of %s to remove them: %s' % (tag, exc), 'user.err')
+        return []
+    for lv in lvs:
+        if lv.is_snapshot and tag in lv.tags:
+            try:
+                lvm.remove_lv(lv.vg, lv.name, mountpoints=lvm.mountpoints(lv, mounts))
+                removed.append(lv.full_name)
+            except lvm_mod.LvmError as exc:
+                errors.append(exc.msg)
+    if removed or errors:
+        log('irisops dead-man switch: removed the snapshots of the dead window %s: %s%s' % (
+            tag, ', '.join(removed) or 'none', ('; COULD NOT REMOVE: %s' % '; '.join(errors)) if errors else ''),
+            'user.err' if errors else 'user.warning')
+    return removed
 
 
 def _deadman_main(argv):
@@ -816,6 +918,8 @@ def run_validity(run_id, base=None):
 
 #: Share of ExternalFreezeTimeOut used as the default freeze budget of a window.
 BUDGET_SHARE = 0.9
+#: Seconds a window ends before its dead-man switches are due.
+SWITCH_MARGIN = 2.0
 
 #: Options of every freezer (the modules' common options and the freeze options).
 ENGINE_DEFAULTS = dict(
@@ -853,8 +957,9 @@ class FreezeEngine(object):
     what the steps created, keep the switch of whatever stays frozen, record the run as failed/invalid."""
 
     def __init__(self, instances, caller, options=None, run_id=None, token=None, runner=None, base=None,
-                 clock=time.time):
+                 clock=time.time, switch_cleanup=None):
         self.instances = list(instances)
+        self.switch_cleanup = switch_cleanup  # what a firing switch removes (the snapshots of a window that died)
         self.by_name = dict((i['name'], i) for i in self.instances)
         self.caller = caller
         self.opts = engine_options(options)
@@ -913,7 +1018,9 @@ class FreezeEngine(object):
         the time left until the switches fire (they were armed before the freeze)."""
         budget = self.budget()
         if self.deadman_seconds and self.armed_since is not None:
-            left = self.deadman_seconds - (frozen_at - self.armed_since)
+            # SWITCH_MARGIN before the switch is due: the engine's thaw (and its clean-up) comes first, the switch
+            # never races it
+            left = self.deadman_seconds - (frozen_at - self.armed_since) - SWITCH_MARGIN
             if left < budget:
                 return left, 'deadman_timeout=%d (the dead-man switch thaws then)' % self.deadman_seconds
         return budget, 'budget max_freeze_seconds=%d (ExternalFreezeTimeOut %d)' % (budget, self.eft())
@@ -933,7 +1040,7 @@ class FreezeEngine(object):
         except LockBusy as exc:
             return str(exc)
         except (IOError, OSError, StateDirError) as exc:
-            return 'cannot take the host freeze lock in %s: %s' % (self.base, exc)
+            return 'cannot take the host freeze lock in %s: %s' % (self.base or state_dir(create=False), exc)
         self.note('lock', self.lock.path)
         return None
 
@@ -975,7 +1082,7 @@ class FreezeEngine(object):
         for inst in instances:
             arm = deadman_arm(inst, self.deadman_seconds, run_as=self.user_for(inst), timeout=self.opts['timeout'],
                               runner=self.runner, base=self._base(), armed_by=self.caller, run_id=self.run_id,
-                              lease_token=self.token)
+                              lease_token=self.token, cleanup=self.switch_cleanup)
             self.results[inst['name']]['deadman'] = dict(
                 (k, arm.get(k)) for k in ('armed', 'mechanism', 'fires_at', 'seconds', 'unit', 'pid', 'state_file'))
             if arm['failed']:
@@ -1508,7 +1615,7 @@ def thaw_held(instances, caller, options=None, token=None, force=False, runner=N
     if lock.fd is not None:
         if ours and out['still_frozen']:
             lock._unlock()        # the lease stays: its freeze is not over, and its switch may still thaw it
-        elif ours or force or not lease_live(record):
+        elif ours or force or not lease_live(record, directory=base):
             lock.release(force=force)   # the freeze is over (or was abandoned): its record goes
         else:
             lock._unlock()        # another owner's lease: its instances were not touched

@@ -319,6 +319,10 @@ class SnapshotSet(object):
         return None
 
     # -- the window -------------------------------------------------------------------------------------------
+    def switch_cleanup(self):
+        """What the dead-man switches of this window remove when they fire (the window's process died)."""
+        return {'lvm_run_tag': self.tags[1]}
+
     def steps(self, freeze_mode=None):
         """The freeze window as engine steps."""
         mode = freeze_mode or self.p['freeze_mode']

@@ -449,7 +449,8 @@ class Backup(object):
             self.fail('nothing frozen: cannot remove a leftover snapshot (existing=remove): %s' % exc.msg)
         if self.snapset.leftovers and not self.module.check_mode:
             self.result['changed'] = True
-        self.engine = _freeze.FreezeEngine(selected, 'iris_lvm_snapshot', p, run_id=self.run_id)
+        self.engine = _freeze.FreezeEngine(selected, 'iris_lvm_snapshot', p, run_id=self.run_id,
+                                           switch_cleanup=self.snapset.switch_cleanup())
 
     def check_mode(self):
         failure = self.snapset.test_creates()
@@ -515,6 +516,13 @@ class Backup(object):
                 self.fail(res['msg'])
             self.fail('backup snapshot of %s failed: %s' % (', '.join(self.result['instances']), res['msg']))
         self.result['changed'] = True
+        if _freeze.stdout_reader_gone():
+            # the control connection was cut (pipelining gives no SIGHUP): no later task will mount, copy or remove
+            # these snapshots, so they go now; the instances were thawed and the window was valid
+            removed, _errors = self.snapset.cleanup()
+            self.engine.record('failed', valid=False, msg='control connection lost after the window')
+            self.fail('the control connection was lost during the run: removed the snapshots (%s) that no task '
+                      'would use; nothing is frozen. Next: run the backup again' % (', '.join(removed) or 'none'))
         try:
             self.result['snapshots'] = self.snapset.describe_created()
         except _lvm.LvmError as exc:

@@ -180,7 +180,7 @@ def test_systemd_and_sleeper_argv():
 
 def test_engine_sources_are_the_files_and_text():
     sources = _freeze.engine_sources()
-    assert sorted(sources) == ['_freeze.py', '_iris.py', '_run.py']
+    assert sorted(sources) == ['_freeze.py', '_iris.py', '_lvm.py', '_run.py']
     assert all(isinstance(t, str) for t in sources.values())   # the collection loader gives bytes: decoded
     with open(_freeze.__file__.replace('.pyc', '.py')) as f:
         assert sources['_freeze.py'] == f.read()
@@ -659,3 +659,55 @@ def test_hold_leaves_an_instance_frozen_outside_the_collection_alone(rig):
     res = _engine(rig, 'iris_freeze').hold()
     assert res['already_frozen'] == ['IRIS'] and res['frozen'] == ['CACHE']
     assert not os.path.exists(os.path.join(base, 'deadman', 'IRIS.json'))    # no switch for a freeze not ours
+
+
+def test_a_window_switch_that_fires_removes_the_snapshots_of_its_run(rig, monkeypatch):
+    """SIGKILL of the window's process: the switch thaws, then removes the run's LVM snapshots (tagged)."""
+    host, iris, cache, instances, base = rig
+    removed = []
+
+    class FakeLvm(object):
+        def lvs(self):
+            mk = lambda name, tags: type('LV', (), dict(is_snapshot=True, tags=tags, vg='vg', name=name,  # noqa: E731
+                                                        full_name='vg/' + name))()
+            return [mk('a_snap', ['irisops_snapshot', 'irisops_run_r1']), mk('b_snap', ['irisops_run_other'])]
+
+        def mountinfo(self):
+            return []
+
+        def mountpoints(self, lv, mounts):
+            return []
+
+        def remove_lv(self, vg, name, mountpoints=()):
+            removed.append('%s/%s' % (vg, name))
+
+    eng = _freeze.FreezeEngine(instances, 'iris_lvm_snapshot', {'deadman_timeout': 60}, run_id='r1', base=base,
+                               switch_cleanup={'lvm_run_tag': 'irisops_run_r1'})
+    eng.take_lock()
+    assert eng.arm(instances) is None
+    eng.freeze(instances)                          # ... and the process is killed here
+    monkeypatch.setattr(_freeze, '_lvm_module', lambda: type('M', (), dict(Lvm=FakeLvm, LvmError=Exception)))
+    state = json.loads(open(os.path.join(base, 'deadman', 'IRIS.json')).read())
+    assert state['cleanup'] == {'lvm_run_tag': 'irisops_run_r1'}
+    logs = []
+    assert _freeze.deadman_fire(os.path.join(base, 'deadman', 'IRIS.json'), state['token'], runner=host,
+                                discover=lambda: (instances, []), log=log_of(logs)) == 'thawed'
+    assert not iris.frozen and removed == ['vg/a_snap']
+    assert 'removed the snapshots of the dead window irisops_run_r1: vg/a_snap' in logs[-1][1]
+
+
+def test_a_lease_ends_with_its_switches_when_its_holder_is_gone(rig):
+    host, iris, cache, instances, base = rig
+    res = _engine(rig, 'iris_freeze').hold()
+    rec = json.loads(open(os.path.join(base, _freeze.OWNER_NAME)).read())
+    rec['pid'] = 999999999                        # the module that holds it is long gone (it always is)
+    open(os.path.join(base, _freeze.OWNER_NAME), 'w').write(json.dumps(rec))
+    assert _freeze.lease_live(rec, directory=base)            # its switches are armed
+    for name in ('IRIS', 'CACHE'):                            # ... and fire (they remove their state)
+        os.unlink(os.path.join(base, 'deadman', '%s.json' % name))
+    assert not _freeze.lease_live(rec, directory=base)
+    iris.frozen = cache.frozen = False
+    again = _engine(rig, 'iris_lvm_snapshot').window(_steps(instances, 'a'), snapshot=lambda p, c: p,
+                                                      cleanup=lambda: ([], []))
+    assert not again['failed'], again['msg']
+    assert res['lease']['token'] != again['token']

@@ -226,7 +226,7 @@ def test_deadman_armed_before_freeze_recorded_after_it_and_disarmed_after_thaw(r
     assert all(st['frozen_at'] for st in seen['states'])                # the freeze was recorded before lvcreate
     # the engine the timers run was copied next to the switches' directory
     assert sorted(os.listdir(os.path.join(os.path.dirname(deadman_sandbox), 'lib'))) == [
-        '_freeze.py', '_iris.py', '_run.py']
+        '_freeze.py', '_iris.py', '_lvm.py', '_run.py']
     assert all(r['instance_results'][n]['deadman']['freeze_recorded'] is True for n in ('IRIS', 'CACHE'))
     runs = [c['argv'] for c in host.calls if c['argv'][0].rsplit('/', 1)[-1] == 'systemd-run']
     assert sorted(a[a.index('--unit') + 1] for a in runs) == ['irisops-deadman-CACHE', 'irisops-deadman-IRIS']
@@ -369,10 +369,11 @@ def test_window_is_capped_at_the_deadman_timeout(rig, run_module):
     """An lvcreate that runs past the time left before the switches fire: the instances are thawed while it still
     runs (the thaw comes first), then its snapshot is removed and the run fails, naming the bound."""
     host, lvm, iris, cache = rig
-    lvm.lvcreate_delay = 1.5
+    lvm.lvcreate_delay = 2.5
     state = {}
     lvm.on_lvcreate = lambda n: state.setdefault('started', time.time())
-    failed, r = run_module(iris_lvm_snapshot, dict(ARGS, deadman_timeout=1))
+    # the window ends 2 s (SWITCH_MARGIN) before the switches are due: about 1 s for the first lvcreate here
+    failed, r = run_module(iris_lvm_snapshot, dict(ARGS, deadman_timeout=3))
     assert failed and lvm.creates == 1
     assert 'did not finish within' in r['msg'] and 'the instances were thawed first' in r['msg'], r['msg']
     thaws = [c for c in host.calls if 'ExternalThaw(' in c['argv'][-1]]
@@ -574,8 +575,8 @@ def test_staggered_budget_of_a_late_freeze_counts_from_the_arming_of_its_switch(
     # frozen after IRIS's two snapshots (0.8 s each), has less than the next lvcreate left and is not snapshotted
     host, lvm, iris, cache = rig
     lvm.lvcreate_delay = 0.8
-    failed, r = run_module(iris_lvm_snapshot, dict(ARGS, freeze_mode='staggered', deadman_timeout=2))
+    failed, r = run_module(iris_lvm_snapshot, dict(ARGS, freeze_mode='staggered', deadman_timeout=4))
     assert failed and lvm.creates == 2, r['msg']
-    assert 'freeze budget exceeded' in r['msg'] and '(CACHE)' in r['msg'] and 'deadman_timeout=2' in r['msg']
+    assert 'freeze budget exceeded' in r['msg'] and '(CACHE)' in r['msg'] and 'deadman_timeout=4' in r['msg']
     assert 'stopped before snapshot %s/cachedb_irisops_snap' % VG in r['msg']
     assert not iris.frozen and not cache.frozen and lvm.snapshots() == []
