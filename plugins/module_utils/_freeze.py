@@ -1530,6 +1530,17 @@ def describe_steps(steps):
 
 def thaw_held(instances, caller, options=None, token=None, force=False, runner=None, base=None, lock_wait=LOCK_WAIT,
               check_validity=True):
+    """See _thaw_held.  A signal (a cancelled job, a dropped connection) does not cut the thaw short: it is
+    recorded and the thaw, the disarming, the verdict and the release of the lease all still happen."""
+    with SignalGuard() as guard:
+        out = _thaw_held(instances, caller, options, token, force, runner, base, lock_wait, check_validity)
+    if guard.received:
+        out['signals'] = [signal_name(sig) for sig in guard.received]
+    return out
+
+
+def _thaw_held(instances, caller, options=None, token=None, force=False, runner=None, base=None, lock_wait=LOCK_WAIT,
+               check_validity=True):
     """Thaw ``instances`` best effort and, with the ``token`` of the freeze that holds them, say whether that
     freeze was still intact (``valid``; the run record gets the verdict).
 
