@@ -5,7 +5,8 @@
 #   bash tests/setup.sh
 #
 # Creates only .venv/ and .cache/ in the repository (both git-ignored), plus the Debian packages and a
-# background dockerd when they are missing, and ansible-test's pip bootstrap script in ~/.ansible/test/cache/
+# background dockerd when they are missing, fs.inotify.max_user_instances raised to 512 when lower (step_inotify),
+# and ansible-test's pip bootstrap script in ~/.ansible/test/cache/
 # (see step_ansible_test_pip). Galaxy is not used: the collections the tests need are unpacked
 # from the `ansible` wheel on PyPI.
 set -euo pipefail
@@ -91,6 +92,24 @@ step_dockerd() {
     echo "setup: dockerd did not answer within 60 s; last lines of $IRISOPS_CACHE/dockerd.log:" >&2
     tail -n 20 "$IRISOPS_CACHE/dockerd.log" >&2 || true
     return 1
+}
+
+step_inotify() {
+    # Every systemd container (molecule scenarios, the hooks fleet, tests/compat) holds about 6 inotify instances of
+    # uid 0, and fs.inotify.max_user_instances caps them per uid for the whole host (128 by default: about 20
+    # containers, fewer beside other root processes); beyond it a new container's systemd exits at once (255).
+    local want=512 have
+    have=$(cat /proc/sys/fs/inotify/max_user_instances 2>/dev/null || echo "")
+    if [ -z "$have" ] || [ "$have" -ge $want ]; then
+        echo "fs.inotify.max_user_instances: ${have:-unknown} (enough)"
+        return 0
+    fi
+    if [ "$(id -u)" != 0 ] || ! sysctl -q -w fs.inotify.max_user_instances=$want 2>/dev/null; then
+        echo "fs.inotify.max_user_instances is $have: the 20-container hooks fleet may not start; as root:" \
+             "sysctl -w fs.inotify.max_user_instances=$want (not an error)"
+        return 0
+    fi
+    echo "fs.inotify.max_user_instances: raised from $have to $want (until the next boot)"
 }
 
 step_venv() {
@@ -193,6 +212,7 @@ step_ansible_test_pip() {
 t_all=$(irisops_now)
 run_step "system packages" step_apt
 run_step "docker engine" step_dockerd
+run_step "inotify instances for systemd containers" step_inotify
 run_step "python venv" step_venv
 run_step "collections from ansible==$ANSIBLE_WHEEL_VERSION wheel" step_collections
 run_step "irisops.backup on the collections path" step_self_link
