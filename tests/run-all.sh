@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # The whole test suite (the CI runs exactly this through .ci/run):
 #
-#   bash tests/run-all.sh
+#   bash tests/run-all.sh            the full tier: before a submission (the CI budget is 45 minutes on 2 cores)
+#   bash tests/run-all.sh --quick    the quick tier: before every commit (about 2-3 minutes on the rig): setup,
+#                                    ansible-test sanity without pylint, unit tests, emulator tests, ansible-lint,
+#                                    docs checks -- no images, containers, VMs or ansible-core versions
 #
 # Steps: tests/setup.sh, image builds, ansible-test sanity, unit tests, emulator tests, ansible-lint, docs checks
-# (tests/docs/run-checks.sh), galaxy-importer (tests/docs/galaxy-import.sh), AWX-style playbook runs
+# (tests/docs/run-checks.sh), every ansible-core version the collection claims (tests/compat/run.sh), the hooks fleet
+# (tests/fleet/run-hooks-fleet.sh), galaxy-importer (tests/docs/galaxy-import.sh), AWX-style playbook runs
 # (tests/awx/run_playbooks.py, ansible-runner), then every molecule scenario found under extensions/molecule/
 # (iris_community only with IRISOPS_REAL_IRIS=1).
 #
@@ -21,10 +25,22 @@
 #   IRISOPS_STEP_TIMEOUT=3600        seconds after which one step is killed and counted as failed
 #   IRISOPS_TOTAL_BUDGET=5100        seconds for the whole run (85 min); steps that would start after it are
 #                                    counted as failed ("not run"), a step running into it is killed
+#   IRISOPS_CI_BUDGET=2700           seconds (45 min) the CI allows a full run: a WARNING line is printed as soon
+#                                    as the run passes it and again under the summary (nothing is stopped)
+#   IRISOPS_FLEET_HOSTS=4            containers of the fleet step (0: no fleet step); 20 cost about 20 minutes
+#   IRISOPS_COMPAT_VERSIONS="2.16 2.21"  ansible-core minor versions of the compat step (default: every version of
+#                                    tests/compat/run.sh except .venv's, which all other steps test; none: no step)
 #
 # Logs: tests/output/run-all/<step>.log. Prints a summary table and ends with "N passed, N failed";
 # exits non-zero if any step failed or if no test step ran at all.
 set -uo pipefail
+
+QUICK=0
+case ${1:-} in
+    --quick) QUICK=1 ;;
+    "") ;;
+    *) echo "usage: $0 [--quick]" >&2; exit 2 ;;
+esac
 
 # shellcheck source=tests/harness/env.sh
 . "$(dirname "$0")/harness/env.sh"
@@ -35,9 +51,12 @@ rm -rf "$LOG_DIR"
 mkdir -p "$LOG_DIR"
 # fault records of this run only (bad_inputs, lvm_backup_faults, soak write them; "fault summary" reads them)
 FAULTS_DIR=$IRISOPS_REPO/tests/output/faults
-rm -rf "$FAULTS_DIR"
+[ $QUICK = 1 ] || rm -rf "$FAULTS_DIR"
 STEP_TIMEOUT=${IRISOPS_STEP_TIMEOUT:-3600}
 TOTAL_BUDGET=${IRISOPS_TOTAL_BUDGET:-5100}
+CI_BUDGET=${IRISOPS_CI_BUDGET:-2700}
+FLEET_HOSTS=${IRISOPS_FLEET_HOSTS:-4}
+COMPAT_VERSIONS=${IRISOPS_COMPAT_VERSIONS:-}
 T_START=$(date +%s)
 
 names=()
@@ -67,6 +86,14 @@ step_result() {
 
 NOT_RUN="FAIL (not run: ${TOTAL_BUDGET}s budget used up)"
 
+# Prints the WARNING line once (either lane) when the run has passed the CI budget; nothing is stopped.
+ci_budget_check() {
+    local took=$(($(date +%s) - T_START))
+    [ $took -gt "$CI_BUDGET" ] || return 0
+    mkdir "$LOG_DIR/.ci-budget-warned" 2>/dev/null || return 0
+    echo "WARNING: run-all has run ${took} s, past the CI budget of ${CI_BUDGET} s ($((CI_BUDGET / 60)) minutes), after: $1"
+}
+
 # run_step KIND NAME CMD... ; KIND is "prep" (setup/build) or "test" (counts towards "some test ran")
 run_step() {
     local kind=$1 name=$2 t0 rc log limit
@@ -93,6 +120,7 @@ run_step() {
     results+=("$(step_result "$rc" "$limit")")
     [ "$kind" = test ] && tests_run=$((tests_run + 1))
     echo "################ $name: ${results[-1]} in ${secs[-1]} s (log: ${log#"$IRISOPS_REPO"/})"
+    ci_budget_check "$name"
     return "$rc"
 }
 
@@ -158,6 +186,7 @@ vm_worker() {
         fi
         printf '%s\t%s\t%s\n' "molecule $s" "$secs" "$result" >"$LANE_DIR/$n.result"
         echo "################ [$lane] molecule $s: $result in $secs s (log: ${log#"$IRISOPS_REPO"/})"
+        ci_budget_check "molecule $s"
     done
 }
 
@@ -187,6 +216,11 @@ sanity() {
     local skip=() reason
     cd "$IRISOPS_ANSIBLE_TEST_COPY" || return 1
     rm -rf tests/output
+    if [ "${1:-}" = quick ]; then
+        # pylint takes 30 of the 41 s of a cached sanity run on the rig; the full tier runs it
+        echo "pylint: skipped in the quick tier (three quarters of the sanity time; bash tests/run-all.sh runs it)"
+        skip+=(--skip-test pylint)
+    fi
     # Tests whose tool is missing are skipped here, by name and with the reason, never silently.
     if ! command -v pwsh >/dev/null 2>&1; then
         reason="pslint: skipped, PowerShell (pwsh) is not installed (the collection has no PowerShell content)"
@@ -233,11 +267,67 @@ molecule_scenario() {
 
 export -f sanity pytest_in_copy lint molecule_scenario irisops_now irisops_elapsed
 
+# bg_step NAME CMD...: a test step like run_step, but in the background with its output only in its log; bg_collect
+# waits for it and adds its row to the table.
+bg_pids=()
+bg_results=()
+bg_step() {
+    local name=$1 log limit result_file
+    shift
+    log=$(step_log "$name")
+    result_file=$LOG_DIR/bg-${#bg_results[@]}.result
+    bg_results+=("$result_file")
+    limit=$(step_limit)
+    echo
+    echo "################ $name: started in the background (log: ${log#"$IRISOPS_REPO"/})"
+    (
+        if [ -z "$limit" ]; then
+            printf '%s\t-\t%s\n' "$name" "$NOT_RUN" >"$result_file"
+            exit 0
+        fi
+        t0=$(irisops_now)
+        timeout --kill-after=60 "$limit" bash -c '"$@"' run-all-step "$@" >"$log" 2>&1
+        rc=$?
+        printf '%s\t%s\t%s\n' "$name" "$(irisops_elapsed "$t0")" "$(step_result "$rc" "$limit")" >"$result_file"
+    ) &
+    bg_pids+=($!)
+}
+bg_collect() {
+    local f n sec res
+    [ ${#bg_pids[@]} -gt 0 ] || return 0
+    wait "${bg_pids[@]}"
+    for f in "${bg_results[@]}"; do
+        IFS=$'\t' read -r n sec res <"$f"
+        names+=("$n")
+        secs+=("$sec")
+        results+=("$res")
+        tests_run=$((tests_run + 1))
+        echo
+        echo "################ $n: $res in $sec s (log: $(step_log "$n" | sed "s|^$IRISOPS_REPO/||"))"
+        case $res in PASS) ;; *) tail -n 25 "$(step_log "$n")" ;; esac
+    done
+}
+
+# The quick tier: the static checks and the tests that need no image, container or VM. The emulator tests mostly
+# wait for the emulated instances (15 of their 43 s are CPU), so they run beside the other steps.
+quick_tier() {
+    bg_step "emulator tests (pytest tests/emulator/tests)" pytest_in_copy tests/emulator/tests
+    run_step test "ansible-test sanity (quick: no pylint)" sanity quick
+    run_step test "unit tests (pytest tests/unit)" pytest_in_copy tests/unit
+    run_step test "ansible-lint --profile production" lint
+    run_step test "docs checks (tests/docs/run-checks.sh)" bash tests/docs/run-checks.sh
+    bg_collect
+}
+
 t_all=$(irisops_now)
-echo "run-all: $(date -u '+%Y-%m-%d %H:%M:%S UTC') on $(hostname), $(nproc) cores; logs in ${LOG_DIR#"$IRISOPS_REPO"/}"
+tier=full
+[ $QUICK = 1 ] && tier=quick
+echo "run-all ($tier tier): $(date -u '+%Y-%m-%d %H:%M:%S UTC') on $(hostname), $(nproc) cores; logs in ${LOG_DIR#"$IRISOPS_REPO"/}"
 
 if ! run_step prep "setup" bash tests/setup.sh; then
     echo "run-all: tests/setup.sh failed; nothing else can run"
+elif [ $QUICK = 1 ]; then
+    quick_tier
 else
     # molecule scenarios: every directory with a molecule.yml, or exactly MOLECULE_SCENARIOS
     if [ -n "${MOLECULE_SCENARIOS:-}" ]; then
@@ -295,6 +385,24 @@ else
     fi
     run_step test "ansible-lint --profile production" lint
     run_step test "docs checks (tests/docs/run-checks.sh)" bash tests/docs/run-checks.sh
+    # units, quick sanity and every module against an emulator container under each other ansible-core version
+    # (the .venv's version is the one every other step tests)
+    if [ "$COMPAT_VERSIONS" = none ]; then
+        skip_step "compat" "IRISOPS_COMPAT_VERSIONS=none"
+    else
+        if [ -n "$COMPAT_VERSIONS" ]; then
+            compat_args=(--versions "$COMPAT_VERSIONS")
+        else
+            compat_args=(--others)
+        fi
+        run_step test "compat (ansible-core $(bash tests/compat/run.sh "${compat_args[@]}" --list))" \
+            bash tests/compat/run.sh "${compat_args[@]}"
+    fi
+    if [ "$FLEET_HOSTS" -gt 0 ]; then
+        run_step test "hooks fleet ($FLEET_HOSTS hosts)" bash tests/fleet/run-hooks-fleet.sh --hosts "$FLEET_HOSTS" --remove
+    else
+        skip_step "hooks fleet" "IRISOPS_FLEET_HOSTS=0"
+    fi
     run_step test "galaxy-importer" bash tests/docs/galaxy-import.sh
     run_step test "awx playbooks (ansible-runner)" python3 tests/awx/run_playbooks.py
 
@@ -336,6 +444,10 @@ printf '  %-50s %9s\n' "total" "$(irisops_elapsed "$t_all")"
 for n in "${notes[@]}"; do
     echo "  skipped: $n"
 done
+took=$(($(date +%s) - T_START))
+if [ $took -gt "$CI_BUDGET" ]; then
+    echo "WARNING: run-all took ${took} s, more than the CI budget of ${CI_BUDGET} s ($((CI_BUDGET / 60)) minutes)"
+fi
 if [ $tests_run -eq 0 ]; then
     echo "run-all: no test step ran -- this is a failure"
     failed=$((failed + 1))
