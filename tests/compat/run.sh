@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every ansible-core minor version the collection claims (meta/runtime.yml: requires_ansible), each in its own venv:
 #
-#   bash tests/compat/run.sh [--versions "2.16 2.19" | --others] [--parts venv,units,sanity,modules] [--sanity quick|full]
+#   bash tests/compat/run.sh [--versions "2.16 2.19" | --others] [--parts venv,units,sanity,modules]
+#                            [--sanity quick|full] [--units modules|all]
 #   bash tests/compat/run.sh [--others] --list    prints the versions it would test ("2.16, 2.17, ...") and exits
 #
 # --others: every version except the minor version of .venv's ansible-core (tests/requirements-dev.txt), which the
@@ -11,8 +12,12 @@
 #   venv     .cache/compat/<minor>: `python -m venv` + ansible-core==<pin> and pytest (the pin of
 #            tests/requirements-dev.txt). Stamped like tests/setup.sh: a second run only checks. Also writes the pip
 #            bootstrap script that version's `ansible-test --venv` wants (tests/harness/ansible-test-pip.sh).
-#   units    plain pytest of tests/unit with that venv's Python and ansible-core (tests/unit/conftest.py makes the
-#            collection importable; the end-to-end playbook test runs that venv's ansible-playbook).
+#   units    plain pytest with that venv's Python and ansible-core (tests/unit/conftest.py makes the collection
+#            importable) of tests/unit/plugins/modules: the unit tests of code that imports ansible-core (the modules,
+#            AnsibleModule, the end-to-end playbook test with that venv's ansible-playbook). plugins/module_utils and
+#            the other unit tests import nothing from ansible-core, so another version cannot change their verdict;
+#            --units all runs the whole of tests/unit anyway. IRISOPS_COMPAT_PYTEST_ARGS adds pytest arguments
+#            (e.g. "--deselect tests/unit/plugins/modules/test_iris_backup.py").
 #   sanity   `ansible-test sanity --venv` of that version, in the copy .cache/compat/ansible_collections/irisops/backup
 #            (refreshed from the working tree once per run): the tests whose verdict depends on the ansible-core
 #            version (SANITY_TESTS), or with --sanity full every test (pslint/shellcheck skipped by name when their
@@ -60,6 +65,7 @@ all_versions=$(echo "$VERSIONS_TABLE" | awk 'NF { print $1 }' | xargs)
 versions=$all_versions
 parts="venv,units,sanity,modules"
 sanity_mode=quick
+units_mode=modules
 while [ $# -gt 0 ]; do
     case $1 in
         --versions) versions=$2; shift 2 ;;
@@ -69,8 +75,9 @@ while [ $# -gt 0 ]; do
             shift ;;
         --parts) parts=$2; shift 2 ;;
         --sanity) sanity_mode=$2; shift 2 ;;
+        --units) units_mode=$2; shift 2 ;;
         --list) list=1; shift ;;
-        *) echo "usage: $0 [--versions \"2.16 2.19\" | --others] [--parts venv,units,sanity,modules] [--sanity quick|full] [--list]" >&2
+        *) echo "usage: $0 [--versions \"2.16 2.19\" | --others] [--parts venv,units,sanity,modules] [--sanity quick|full] [--units modules|all] [--list]" >&2
            exit 2 ;;
     esac
 done
@@ -79,6 +86,7 @@ if [ "${list:-0}" = 1 ]; then
     exit 0
 fi
 case $sanity_mode in quick|full) ;; *) echo "compat: --sanity quick or full" >&2; exit 2 ;; esac
+case $units_mode in modules|all) ;; *) echo "compat: --units modules or all" >&2; exit 2 ;; esac
 want() { case ",$parts," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 
 mkdir -p "$LOG_DIR" "$COMPAT_DIR"
@@ -149,9 +157,11 @@ refresh_copy() {
 }
 
 run_units() {  # minor
-    local venv=$COMPAT_DIR/$1
+    local venv=$COMPAT_DIR/$1 where=tests/unit/plugins/modules extra=()
+    [ "$units_mode" = all ] && where=tests/unit
+    read -r -a extra <<<"${IRISOPS_COMPAT_PYTEST_ARGS:-}"
     cd "$COMPAT_COPY" || return 1
-    PATH=$venv/bin:$PATH "$venv/bin/python" -m pytest -p no:cacheprovider -q -rs tests/unit
+    PATH=$venv/bin:$PATH "$venv/bin/python" -m pytest -p no:cacheprovider -q -rs "${extra[@]}" "$where"
 }
 
 run_sanity() {  # minor
@@ -223,7 +233,7 @@ part() {
 }
 
 t_all=$(irisops_now)
-echo "compat: ansible-core $(echo "$versions" | xargs | sed 's/ /, /g'); parts $parts; sanity $sanity_mode; logs in ${LOG_DIR#"$IRISOPS_REPO"/}"
+echo "compat: ansible-core $(echo "$versions" | xargs | sed 's/ /, /g'); parts $parts; units $units_mode; sanity $sanity_mode; logs in ${LOG_DIR#"$IRISOPS_REPO"/}"
 if want units || want sanity || want modules; then
     refresh_copy || exit 1
 fi
