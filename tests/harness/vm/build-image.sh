@@ -1,11 +1,21 @@
 #!/usr/bin/env bash
-# Build the root image of the real-LVM test VM (Debian bookworm, cloud kernel, lvm2, sshd).
+# Build the root image of the real-LVM test VM (Debian bookworm, cloud kernel, lvm2, sshd, restic,
+# prometheus-node-exporter, the IRIS emulator's source in /opt/irisemu-src).
 #
 # Output, all under ${IRISOPS_VM_CACHE:-<repo>/.cache/vm}:
 #   rootfs/            debootstrap tree (kernel + initrd are booted from rootfs/boot)
 #   root.img           ext4 image made with `mkfs.ext4 -d rootfs` (sparse); VMs boot a qcow2 overlay of it
 #   id_ed25519{,.pub}  SSH key pair authorized for root inside the image
-#   image.stamp        hash of this script; the image is rebuilt only when the script changes (or with --force)
+#   image.stamp        hash of this script and of tests/emulator; the image is rebuilt only when one of them changes
+#                      (or with --force)
+#   rootfs.stamp       hash of this script: when only tests/emulator changed, the debootstrapped tree is kept and only
+#                      /opt/irisemu-src and root.img are made again (seconds instead of minutes)
+#
+# Inside the image, for the VM tests (tests/vm, the demo, the benchmark), nothing of which needs the network at test
+# time: restic and prometheus-node-exporter (its service disabled at boot: a test starts it with the textfile
+# directory it wants), openssh-client (restic's sftp backend), tests/emulator in /opt/irisemu-src (install
+# instances with python3 /opt/irisemu-src/install.py ...), the instance owner irisowner (uid/gid 51773, as in
+# InterSystems' containers).
 #
 # Needs root (debootstrap, chroot), debootstrap, e2fsprogs >= 1.43 (mkfs.ext4 -d), ssh-keygen.
 # Network: the Debian mirror only (the one apt uses on this machine, or $DEBIAN_MIRROR).
@@ -20,6 +30,8 @@ force=0
 [ "${1:-}" = "--force" ] && force=1
 
 packages=linux-image-cloud-amd64,lvm2,python3,systemd-sysv,udev,kmod,xfsprogs,e2fsprogs,openssh-server,iproute2,ifupdown,isc-dhcp-client,sudo,rsync,procps
+# test tools of tests/vm (restic repository over sftp, node_exporter scrape)
+packages=$packages,restic,prometheus-node-exporter,openssh-client
 
 mirror=${DEBIAN_MIRROR:-}
 if [ -z "$mirror" ]; then
@@ -28,7 +40,15 @@ if [ -z "$mirror" ]; then
     [ -n "$mirror" ] || mirror=http://deb.debian.org/debian
 fi
 
-stamp_value=$(sha256sum "$0" | cut -d' ' -f1)
+emulator=$repo/tests/emulator
+[ -f "$emulator/install.py" ] || { echo "build-image: $emulator/install.py is missing" >&2; exit 1; }
+# the script and every file of the emulator (names and contents, without caches)
+emulator_files() {
+    (cd "$emulator" && find . -type f ! -path '*/__pycache__/*' ! -path '*/.pytest_cache/*' ! -name '*.pyc' -print0 \
+        | LC_ALL=C sort -z | xargs -0 sha256sum)
+}
+base_stamp=$(sha256sum < "$0" | cut -d' ' -f1)
+stamp_value=$( { echo "$base_stamp"; emulator_files; } | sha256sum | cut -d' ' -f1)
 mkdir -p "$cache"
 # one build at a time; start.sh takes this lock shared while it makes a VM's overlay of root.img
 exec 9>"$cache/build.lock"
@@ -42,6 +62,12 @@ t0=$(date +%s)
 [ -f "$cache/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C irisops-vm-rig -f "$cache/id_ed25519"
 
 rootfs=$cache/rootfs
+if [ $force = 0 ] && [ -d "$rootfs" ] && [ "$(cat "$cache/rootfs.stamp" 2>/dev/null)" = "$base_stamp" ]; then
+    # only tests/emulator changed: the debootstrapped and configured tree (rootfs.stamp = this script) is reused
+    echo "build-image: only tests/emulator changed: refreshing /opt/irisemu-src in the cached rootfs"
+    t1=$(date +%s)
+else
+rm -f "$cache/rootfs.stamp"
 if [ -d "$rootfs" ]; then
     # a previous (maybe half-finished) build: start from scratch
     for m in proc sys dev/pts dev; do umount "$rootfs/$m" 2>/dev/null || true; done
@@ -94,11 +120,20 @@ cat > "$rootfs/etc/systemd/system/ssh.service.d/console.conf" <<'UNIT'
 [Service]
 ExecStartPost=/bin/sh -c 'echo IRISOPS-RIG-SSH-READY > /dev/ttyS0 || true'
 UNIT
+# node_exporter is started by the tests that scrape it (with their own textfile directory), not at boot
+rm -f "$rootfs"/etc/systemd/system/*.wants/prometheus-node-exporter*
+# the owner of the instances the tests install
+chroot "$rootfs" sh -c 'getent group irisowner >/dev/null || groupadd --gid 51773 irisowner; id irisowner >/dev/null 2>&1 || useradd --uid 51773 --gid 51773 --create-home --shell /bin/bash irisowner'
 # trim
 rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* \
        "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* "$rootfs"/usr/share/locale/*
 
 ls "$rootfs"/boot/vmlinuz-* "$rootfs"/boot/initrd.img-* >/dev/null
+echo "$base_stamp" > "$cache/rootfs.stamp"
+fi
+
+# the IRIS emulator's source (TEST-ONLY), on every build
+rsync -a --delete --exclude=__pycache__/ --exclude='*.pyc' --exclude=.pytest_cache/ "$emulator/" "$rootfs/opt/irisemu-src/"
 
 rm -f "$cache/root.img.tmp"
 truncate -s "$img_size" "$cache/root.img.tmp"
@@ -106,5 +141,5 @@ mkfs.ext4 -q -F -L irisops-root -d "$rootfs" "$cache/root.img.tmp"
 mv "$cache/root.img.tmp" "$cache/root.img"
 echo "$stamp_value" > "$cache/image.stamp"
 t2=$(date +%s)
-echo "build-image: debootstrap $((t1 - t0)) s, configure + mkfs $((t2 - t1)) s, total $((t2 - t0)) s"
+echo "build-image: debootstrap $((t1 - t0)) s, configure + emulator + mkfs $((t2 - t1)) s, total $((t2 - t0)) s"
 echo "build-image: image $(du -h --apparent-size "$cache/root.img" | cut -f1) apparent, $(du -h "$cache/root.img" | cut -f1) allocated"
