@@ -1,0 +1,1585 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) irisops.backup contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The VM side of the VM rig (tests/vm, TEST ONLY; standard library, runs as root inside the rig's VM).
+
+    python3 rig.py write-config PATH         the rig's base configuration of irisops-backup
+    python3 rig.py reset                     put the VM back in its golden state (see reset())
+    python3 rig.py case NAME                 reset, then run case NAME; prints one line "RIG-RESULT <json>" at the end
+    python3 rig.py list                      the case names, in the order run.py runs them
+
+Each case is one ``irisops-backup`` scenario (or the lvm_snapshot module checks, lvm_module.py): it injects its fault,
+runs the engine exactly as the systemd timer would (``irisops-backup --config FILE run --run-id ID --json``),
+then looks at the host with its own tools (lvs, findmnt, IsWDSuspendedExt through ``iris session``, the instances'
+backup history file, irisemu-dbcheck of the live databases, restic itself for the repository) and checks what it
+saw.  The result line carries every check (name, ok, detail), what was observed and the fault records
+(tests/faults/summary.py format) that run.py writes to tests/output/faults.
+
+A case that needs the controller (stopping or starting the sftp container) prints ``RIG-ASK <what>`` and reads one
+line ``RIG-DONE <what> <detail>`` from stdin (run.py answers).
+
+The checks are the ones of the molecule scenarios this rig replaced (lvm, lvm_backup, lvm_backup_faults,
+lvm_backup_soak); tests/vm/README.md maps every old assertion to the check here that keeps it.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+import glob
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+RIG = os.path.dirname(os.path.abspath(__file__))
+VG = 'vgbk'
+STATE = '/run/irisops'
+MOUNT_ROOT = '/run/irisops/backup/mnt'
+REPORT_DIR = '/var/lib/irisops/backup/reports'
+TEXTFILE_DIR = '/var/lib/irisops-vmrig/textfile'
+CONF_DIR = '/etc/irisops/vmrig'
+BASE_CONFIG = '/etc/irisops/backup.json'
+PIDS = '/run/irisops-vmrig/pids'
+REPO_HOST = '10.0.2.100'
+REPO = 'sftp:root@%s:/srv/restic/repo' % REPO_HOST
+KEY = '/etc/irisops/repo_key'
+KNOWN_HOSTS = '/etc/irisops/known_hosts'
+PASSWORD = '/etc/irisops/restic-password'
+WRONG_PASSWORD = '/etc/irisops/restic-password.wrong'
+INSTANCES = [
+    {'name': 'IRISA', 'dir': '/iris/sys/irisa', 'dbdir': '/iris/dba', 'jrndir': '/iris/jrn/irisa'},
+    {'name': 'IRISB', 'dir': '/iris/sys/irisb', 'dbdir': '/iris/dbb', 'jrndir': '/iris/jrn/irisb'},
+]
+IRISC = {'name': 'IRISC', 'dir': '/iris/sys/irisc', 'dbdir': '/iris/sys/irisc-db',
+         'jrndir': '/iris/sys/irisc/mgr/journal'}
+#: The write load between and during the cases (interval_ms, block_pause_ms): a write cycle every ~0.8 s on each
+#: instance.  The emulator's default (100, 2) keeps a TCG guest's CPU half busy with the two write daemons and makes
+#: every lvcreate twice as slow; the cases whose checks are about copies taken under writes set their own, heavier
+#: load (below), the fault cases only need writes going on.
+RIG_LOAD = (500, 2)
+HIGH_LOAD = (0, 1)               # the old soak's load
+CONTINUOUS_LOAD = (0, 10)        # the old torn-copy/staggered load on IRISA: a write cycle always in progress
+FOUR_LVS = ['vgbk/dba', 'vgbk/dbb', 'vgbk/jrn', 'vgbk/sys']
+
+BASE = {
+    'instances': ['IRISA', 'IRISB'],
+    'snapshot_size': '25%ORIGIN',
+    'repository': REPO,
+    'repository_password_file': PASSWORD,
+    'repository_ssh_key': KEY,
+    'repository_known_hosts': KNOWN_HOSTS,
+    'verify_restore_command': 'irisemu-dbcheck',
+    'metrics_file': TEXTFILE_DIR + '/irisops_backup.prom',
+    'report_dir': REPORT_DIR,
+    'mount_root': MOUNT_ROOT,
+}
+#: The cheaper verification of runs whose copy is checked elsewhere (follow-up runs of the kill cases).
+QUICK_VERIFY = {'verify_read_data_subset': None, 'verify_restore_command': None}
+#: Run ids of the cases that later cases read (the repository's history of this boot).
+RUN_FULL = 'vmrig-full'
+RUN_SECOND = 'vmrig-second'
+FULL_STATE = '/var/lib/irisops-vmrig/full-backup.json'
+
+
+def log(text):
+    sys.stderr.write('%s rig: %s\n' % (time.strftime('%H:%M:%S'), text))
+    sys.stderr.flush()
+
+
+def sh(argv, data=None, timeout=600, env=None):
+    """(rc, stdout+stderr) of argv; rc None on timeout."""
+    try:
+        proc = subprocess.run(argv, input=data, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              universal_newlines=True, timeout=timeout, env=env, check=False)
+    except subprocess.TimeoutExpired as exc:
+        return None, (exc.output or '') if isinstance(exc.output, str) else ''
+    return proc.returncode, proc.stdout
+
+
+def read_json(path, default=None):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (IOError, OSError, ValueError):
+        return default
+
+
+def write_json(path, obj):
+    d = os.path.dirname(path)
+    if not os.path.isdir(d):
+        os.makedirs(d, 0o755)
+    with open(path + '.tmp', 'w') as f:
+        json.dump(obj, f, indent=1, sort_keys=True)
+    os.replace(path + '.tmp', path)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The controller (run.py): questions on stdout, answers on stdin
+# ---------------------------------------------------------------------------------------------------------------
+
+def ask(what):
+    sys.stdout.write('RIG-ASK %s\n' % what)
+    sys.stdout.flush()
+    line = sys.stdin.readline()
+    if not line.startswith('RIG-DONE %s' % what):
+        raise RuntimeError('asked the controller for %s, got %r' % (what, line))
+    return line.strip()[len('RIG-DONE %s' % what):].strip()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Instances and the write load
+# ---------------------------------------------------------------------------------------------------------------
+
+def state_of(inst):
+    """The emulator's runtime state of the instance, read under its state lock (the emulator rewrites state.json
+    in place under an exclusive flock on state.lock: a read without the lock can see half a file)."""
+    import fcntl
+    emudir = os.path.join(inst['dir'], 'mgr', 'irisemu')
+    try:
+        fd = os.open(os.path.join(emudir, 'state.lock'), os.O_RDWR)
+    except OSError:
+        return {}
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return read_json(os.path.join(emudir, 'state.json'), {}) or {}
+    finally:
+        os.close(fd)
+
+
+def registered():
+    return [i for i in INSTANCES + [IRISC] if os.path.exists('/usr/local/etc/irisemu/%s.json' % i['name'])]
+
+
+def wd_pid(inst):
+    pid = state_of(inst).get('wd_pid')
+    if not pid:
+        return None
+    try:
+        with open('/proc/%d/cmdline' % pid, 'rb') as f:
+            if b'irisemu-wd' in f.read():
+                return pid
+    except (IOError, OSError):
+        pass
+    return None
+
+
+def is_running(inst):
+    return wd_pid(inst) is not None
+
+
+def proc_state(pid):
+    try:
+        with open('/proc/%d/stat' % pid) as f:
+            return f.read().rsplit(')', 1)[1].split()[0]
+    except (IOError, OSError, IndexError):
+        return None
+
+
+_EMU = {}
+
+
+def emu_call(name, argv):
+    """A test-only emulator command (irisemu-load, irisemu-dbcheck, irisemu-fault) run in this process: the same code
+    as the command (irisemu.cli, installed in /opt/irisemu), without a Python start per call.  (rc, output)."""
+    import contextlib
+    import io
+    if not _EMU:
+        sys.path.insert(0, '/opt/irisemu')
+        from irisemu import cli  # pylint: disable=import-error
+        _EMU.update({'irisemu-load': cli.load_main, 'irisemu-dbcheck': cli.dbcheck_main,
+                     'irisemu-fault': cli.fault_main})
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        try:
+            rc = _EMU[name](list(argv))
+        except SystemExit as exc:
+            rc = exc.code
+    return rc or 0, out.getvalue()
+
+
+def set_load(names, load):
+    for n in names:
+        emu_call('irisemu-load', [n, '--interval-ms', str(load[0]), '--block-pause-ms', str(load[1])])
+
+
+def pause_load(names):
+    for n in names:
+        emu_call('irisemu-load', [n, '--pause'])
+
+
+def wd_status(name):
+    """IsWDSuspendedExt of the instance, as its owner (5 frozen, 3 not frozen, other: could not ask)."""
+    rc, _out = sh(['runuser', '-u', 'irisowner', '--', 'iris', 'session', name, '-U', '%SYS',
+                   '##Class(Backup.General).IsWDSuspendedExt()'], timeout=120)
+    return rc
+
+
+def live_check(inst):
+    """irisemu-dbcheck of the instance's LIVE databases (install dir and database dir).  A running instance's write
+    load is paused first and the check waits until the write daemon has left the cycle it was in (its heartbeat,
+    written at the top of every loop, moved after the pause), then the load is resumed (unless it was paused)."""
+    running = is_running(inst)
+    was_paused = bool((state_of(inst).get('load') or {}).get('paused'))
+    if running and not was_paused:
+        emu_call('irisemu-load', [inst['name'], '--pause'])
+    try:
+        if running:
+            t_pause = time.time()
+            deadline = t_pause + 30
+            while time.time() < deadline:
+                hb = ((state_of(inst).get('wd') or {}).get('heartbeat')) or 0
+                if hb > t_pause + 0.05:
+                    break
+                time.sleep(0.1)
+        rc, out = emu_call('irisemu-dbcheck', [inst['dir'], inst['dbdir']])
+    finally:
+        if running and not was_paused:
+            emu_call('irisemu-load', [inst['name'], '--resume'])
+    return {'rc': rc, 'output': out.strip().splitlines()[:5], 'running': running}
+
+
+def history(inst):
+    """Entries of the instance's backup history (the emulator's ^SYS("BUHISTORY")), oldest first."""
+    data = read_json(os.path.join(inst['dir'], 'mgr', 'irisemu', 'buhistory.json'), {}) or {}
+    return [data[k] for k in sorted(data, key=lambda k: float(k))]
+
+
+def history_with(run_id, insts=None):
+    """Instance name -> number of history entries whose text names run_id."""
+    pat = re.compile(r'\b%s\b' % re.escape(run_id))
+    return dict((i['name'], sum(1 for e in history(i) if pat.search(str(e.get('DESC') or ''))))
+                for i in (insts or INSTANCES))
+
+
+def messages_count(inst, text):
+    try:
+        with open(os.path.join(inst['dir'], 'mgr', 'messages.log'), errors='replace') as f:
+            return sum(1 for line in f if text in line)
+    except (IOError, OSError):
+        return 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# LVM, mounts, the repository (seen with the tools, not with the engine's word)
+# ---------------------------------------------------------------------------------------------------------------
+
+def lvs_rows(fields='lv_name,origin,lv_tags,lv_attr,lv_uuid'):
+    rc, out = sh(['lvs', '--reportformat', 'json', '-o', fields, VG])
+    if rc != 0:
+        raise RuntimeError('lvs failed: %s' % out)
+    return json.loads(out[out.index('{'):])['report'][0]['lv']
+
+
+def snapshots():
+    return sorted('%s/%s' % (VG, lv['lv_name']) for lv in lvs_rows() if lv.get('origin'))
+
+
+def mounts_under(root='/run/irisops/'):
+    rc, out = sh(['findmnt', '-rn', '-o', 'TARGET'])
+    return [m for m in out.splitlines() if m.startswith(root)]
+
+
+def restic_env(password=PASSWORD):
+    env = dict(os.environ, RESTIC_PASSWORD_FILE=password, LC_ALL='C',
+               RESTIC_CACHE_DIR='/var/cache/irisops-vmrig/restic')
+    env.pop('RESTIC_PASSWORD', None)
+    return env
+
+
+def restic(args, repo=REPO, timeout=600):
+    """restic itself against the rig's repository (its own ssh command line, not the engine's)."""
+    ssh = 'ssh -i %s -o IdentitiesOnly=yes -o UserKnownHostsFile=%s -o StrictHostKeyChecking=yes -o BatchMode=yes ' \
+          'root@%s -s sftp' % (KEY, KNOWN_HOSTS, REPO_HOST)
+    return sh(['restic', '-r', repo, '-o', 'sftp.command=%s' % ssh] + list(args), timeout=timeout, env=restic_env())
+
+
+def repo_snapshots(repo=REPO):
+    """Snapshots in the repository as restic lists them: [{id, short_id, tags, time, run, verified}]."""
+    rc, out = restic(['snapshots', '--json'], repo=repo)
+    if rc != 0:
+        raise RuntimeError('restic snapshots failed (rc %s): %s' % (rc, out.strip()[-400:]))
+    out = out[out.index('['):]
+    snaps = json.loads(out) or []
+    for s in snaps:
+        tags = s.get('tags') or []
+        s['run'] = next((t[4:] for t in tags if t.startswith('run=')), None)
+        s['verified'] = 'verified' in tags
+    return snaps
+
+
+def repo_locks(path='/srv/restic/repo'):
+    """The lock files in the sftp repository (listed on the sftp host itself)."""
+    rc, out = sh(['ssh', '-i', KEY, '-o', 'UserKnownHostsFile=%s' % KNOWN_HOSTS, '-o', 'BatchMode=yes',
+                  'root@%s' % REPO_HOST, 'ls %s/locks 2>/dev/null || true' % path], timeout=60)
+    return out.split() if rc == 0 else []
+
+
+def of_run(snaps, run_id):
+    return [s for s in snaps if s['run'] == run_id]
+
+
+def case_config(name, overrides=None):
+    cfg = dict(BASE)
+    cfg.update(overrides or {})
+    path = os.path.join(CONF_DIR, '%s.json' % name)
+    write_json(path, cfg)
+    return path
+
+
+def backup_cmd(config, run_id):
+    return ['irisops-backup', '--config', config, 'run', '--run-id', run_id, '--json']
+
+
+def parse_report(out):
+    try:
+        return json.loads(out[out.index('{'):])
+    except ValueError:
+        return None
+
+
+def run_backup(run_id, overrides=None, timeout=900):
+    """One ``irisops-backup run`` with the base configuration plus ``overrides``: (rc, report or None, stderr)."""
+    config = case_config(run_id, overrides)
+    t0 = time.time()
+    log('irisops-backup run %s (config %s: %s)' % (run_id, config, json.dumps(overrides or {}, sort_keys=True)))
+    # the engine's progress lines (stderr) go straight to the case's log
+    proc = subprocess.run(backup_cmd(config, run_id), stdout=subprocess.PIPE, universal_newlines=True,
+                          timeout=timeout, check=False)
+    log('irisops-backup run %s: rc %s in %.1f s' % (run_id, proc.returncode, time.time() - t0))
+    rep = parse_report(proc.stdout)
+    if rep is None:
+        log('no JSON report; stdout %r' % proc.stdout[-1500:])
+    return proc.returncode, rep, ''
+
+
+def start_backup(run_id, overrides=None):
+    """``irisops-backup run`` in the background: the Popen (its pid is the engine's python: the wrapper execs)."""
+    config = case_config(run_id, overrides)
+    out = open('/run/irisops-vmrig/%s.out' % run_id, 'w')
+    err = open('/run/irisops-vmrig/%s.err' % run_id, 'w')
+    return subprocess.Popen(backup_cmd(config, run_id), stdout=out, stderr=err, universal_newlines=True)
+
+
+def finish_backup(proc, run_id, timeout=900):
+    rc = proc.wait(timeout)
+    with open('/run/irisops-vmrig/%s.out' % run_id) as f:
+        out = f.read()
+    with open('/run/irisops-vmrig/%s.err' % run_id) as f:
+        err = f.read()
+    sys.stderr.write(err)
+    log('irisops-backup run %s (background): rc %s' % (run_id, rc))
+    return rc, parse_report(out), err
+
+
+def processes():
+    """[(pid, ppid, argv)] of every process."""
+    out = []
+    for d in os.listdir('/proc'):
+        if not d.isdigit():
+            continue
+        try:
+            with open('/proc/%s/cmdline' % d, 'rb') as f:
+                argv = [a.decode('utf-8', 'replace') for a in f.read().split(b'\0') if a]
+            with open('/proc/%s/stat' % d) as f:
+                ppid = int(f.read().rsplit(')', 1)[1].split()[1])
+        except (IOError, OSError, ValueError, IndexError):
+            continue
+        if argv:
+            out.append((int(d), ppid, argv))
+    return out
+
+
+def wait_for_process(pred, timeout, what, stop=None):
+    """(pid, argv) of the first process whose argv satisfies pred (polled every 0.1 s: a /proc scan costs CPU under
+    TCG); raises when none came within timeout s or ``stop()`` (e.g. the run ended) says so."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for pid, ppid, argv in processes():
+            if pred(argv):
+                return pid, argv
+        if stop is not None and stop():
+            break
+        time.sleep(0.1)
+    raise RuntimeError('no %s (waited %.0f s)' % (what, timeout - max(deadline - time.time(), 0)))
+
+
+def wait_for_copying(pid, timeout, stop=None):
+    """Wait until restic (pid) has a file or directory under the mount root open: it has opened the repository and
+    is reading the snapshots (polled every 50 ms).  Returns the path it had open."""
+    deadline = time.time() + timeout
+    fd_dir = '/proc/%d/fd' % pid
+    while time.time() < deadline:
+        try:
+            for fd in os.listdir(fd_dir):
+                try:
+                    target = os.readlink(os.path.join(fd_dir, fd))
+                except OSError:
+                    continue
+                if target.startswith(MOUNT_ROOT + '/%s/' % VG):
+                    return target
+        except OSError:
+            break
+        if stop is not None and stop():
+            break
+        time.sleep(0.05)
+    raise RuntimeError('restic (pid %d) did not start reading the snapshots' % pid)
+
+
+def is_restic_backup(argv, run_id):
+    return argv[:1] and os.path.basename(argv[0]) == 'restic' and 'backup' in argv and ('run=%s' % run_id) in argv
+
+
+def engine_pids(run_id):
+    return [pid for pid, _pp, argv in processes()
+            if argv[:1] and argv[0].startswith('python3') and '/usr/local/lib/irisops/_backup.py' in argv
+            and run_id in argv]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Background helpers of a case (fault watchers, lock holders): started here, ended by reset() at the latest
+# ---------------------------------------------------------------------------------------------------------------
+
+def spawn(name, argv):
+    if not os.path.isdir(PIDS):
+        os.makedirs(PIDS)
+    out = open('/run/irisops-vmrig/%s.log' % name, 'w')
+    proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    with open(os.path.join(PIDS, name), 'w') as f:
+        f.write(str(proc.pid))
+    return proc
+
+
+def watcher(case, trigger, action):
+    """fault_watch.py (the old scenario's injector): waits for its trigger, injects, writes its result file."""
+    argv = [sys.executable, os.path.join(RIG, 'fault_watch.py'), '--timeout', '600',
+            '--stop-file', '/run/irisops-vmrig/%s.stop' % case, '--result', '/run/irisops-vmrig/%s.result' % case]
+    return spawn('watch-' + case, argv + trigger + action)
+
+
+def watcher_result(case, proc, wait=60):
+    open('/run/irisops-vmrig/%s.stop' % case, 'a').close()
+    try:
+        proc.wait(wait)
+    except subprocess.TimeoutExpired:
+        pass
+    return read_json('/run/irisops-vmrig/%s.result' % case)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reset between cases
+# ---------------------------------------------------------------------------------------------------------------
+
+def reset(verbose=True):
+    """The golden state: no helper of an earlier case running, nothing mounted under /run/irisops, no snapshot or
+    filler LV in the VG, no test file left, every instance thawed, no emulator fault, write daemons not stopped,
+    IRISA and IRISB running with the default write load, no dead-man switch armed, the sftp repository host up
+    (run.py starts the container before every case).  Prints what it had to undo."""
+    done = []
+    for f in glob.glob(os.path.join(PIDS, '*')):
+        try:
+            with open(f) as h:
+                pid = int(h.read().strip())
+            os.killpg(pid, signal.SIGKILL)
+            done.append('killed helper %s' % os.path.basename(f))
+        except (ValueError, OSError):
+            pass
+        os.unlink(f)
+    for pid, _pp, argv in processes():
+        if '/usr/local/lib/irisops/_backup.py' in ' '.join(argv) or (
+                argv[:1] and os.path.basename(argv[0]) == 'restic' and 'backup' in argv):
+            try:
+                os.kill(pid, signal.SIGKILL)
+                done.append('killed %s' % ' '.join(argv)[:80])
+            except OSError:
+                pass
+    for inst in registered():
+        pid = state_of(inst).get('wd_pid')
+        if pid and proc_state(pid) == 'T':
+            os.kill(pid, signal.SIGCONT)
+            done.append('SIGCONT write daemon of %s' % inst['name'])
+    for m in sorted(mounts_under() + mounts_under('/var/backups/irisops-small'), key=len, reverse=True):
+        sh(['umount', '-l', m])
+        done.append('unmounted %s' % m)
+    for path in (MOUNT_ROOT, '/run/irisops/torn', '/run/irisops/snapshots'):
+        if os.path.lexists(path):
+            shutil.rmtree(path, ignore_errors=True)
+    for lv in lvs_rows():
+        if lv.get('origin') or lv['lv_name'] == 'filler':
+            sh(['lvremove', '-f', '%s/%s' % (VG, lv['lv_name'])])
+            done.append('removed LV %s' % lv['lv_name'])
+    for path in ('/iris/dba/overflow.bin', '/iris/jrn/fill', '/iris/dba/marker.txt', '/iris/jrn/marker.txt',
+                 '/iris/dba/created-after-snapshot.txt', '/iris/jrn/created-after-snapshot.txt'):
+        if os.path.exists(path):
+            os.unlink(path)
+            done.append('removed %s' % path)
+    # dead-man switches and their transient timers
+    rc, out = sh(['systemctl', 'list-units', '--all', '--plain', '--no-legend', 'irisops-deadman-*'])
+    for line in out.splitlines():
+        unit = line.split()[0] if line.split() else ''
+        if unit.startswith('irisops-deadman-'):
+            sh(['systemctl', 'stop', unit])
+            done.append('stopped %s' % unit)
+    for f in glob.glob(os.path.join(STATE, 'deadman', '*.json')):
+        os.unlink(f)
+        done.append('removed switch %s' % os.path.basename(f))
+    for inst in registered():
+        faults = read_json(os.path.join(inst['dir'], 'mgr', 'irisemu', 'faults.json'), {})
+        if faults:
+            emu_call('irisemu-fault', [inst['name'], '--clear'])
+            done.append('cleared faults of %s' % inst['name'])
+        st = state_of(inst)
+        if st.get('freeze') and is_running(inst):
+            sh([os.path.join(inst['dir'], 'bin', 'irisstat'), '-W'])
+            done.append('irisstat -W of %s' % inst['name'])
+    for inst in INSTANCES:
+        if not is_running(inst):
+            sh(['iris', 'start', inst['name'], 'quietly'])
+            done.append('started %s' % inst['name'])
+        load = state_of(inst).get('load') or {}
+        if (load.get('interval_ms', 100), load.get('block_pause_ms', 2)) != RIG_LOAD or load.get('paused'):
+            emu_call('irisemu-load', [inst['name'], '--resume', '--interval-ms', str(RIG_LOAD[0]),
+                                      '--block-pause-ms', str(RIG_LOAD[1])])
+            done.append('default load on %s' % inst['name'])
+    for f in glob.glob('/run/irisops-vmrig/*.stop') + glob.glob('/run/irisops-vmrig/*.result'):
+        os.unlink(f)
+    # stale restic locks a killed or cut-off restic left in the repository (restic 0.14 never ignores them: every
+    # exclusive operation - check, forget, prune - fails until `restic unlock`, which removes only stale ones)
+    locks = repo_locks()
+    if locks:
+        rc, out = restic(['unlock'])
+        done.append('restic unlock of %d lock(s) left in the repository (rc %s)' % (len(locks), rc))
+    if verbose:
+        log('reset: %s' % ('; '.join(done) or 'nothing to undo'))
+    return done
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Checks, observations, fault records
+# ---------------------------------------------------------------------------------------------------------------
+
+class Case(object):
+    def __init__(self, name):
+        self.name = name
+        self.checks = []
+        self.observed = {}
+        self.records = []
+        self.t0 = time.time()
+
+    def check(self, what, ok, detail=''):
+        ok = bool(ok)
+        self.checks.append({'check': what, 'ok': ok, 'detail': '' if ok else str(detail)[:1500]})
+        if not ok:
+            log('CHECK FAILED: %s: %s' % (what, str(detail)[:600]))
+        return ok
+
+    def look(self, insts=None, live=True, paths=(), key=None):
+        """Everything a fault case looks at after the run (the old observe.py): snapshots, IsWDSuspendedExt,
+        frozen instances, mounts under /run/irisops, paths that must be gone, live databases."""
+        insts = insts or INSTANCES
+        seen = {'snapshots': snapshots(), 'wd': {}, 'mounts': mounts_under(),
+                'paths_left': [p for p in paths if os.path.lexists(p)], 'live': {}}
+        for inst in insts:
+            seen['wd'][inst['name']] = wd_status(inst['name']) if is_running(inst) else 'down'
+        seen['frozen'] = sorted(n for n, s in seen['wd'].items() if s == 5)
+        if live:
+            for inst in insts:
+                seen['live'][inst['name']] = live_check(inst)
+        seen['live_failed'] = sum(1 for r in seen['live'].values() if r['rc'] != 0)
+        if key:
+            self.observed[key] = seen
+        return seen
+
+    def record(self, suite, case, fault, expect, rc_failed, message, message_expected, frozen_after,
+               snapshots_after, data_lost, report_status, **extra):
+        rec = dict(suite=suite, case=case, fault=' '.join(fault.split()), expect=expect, rc_failed=bool(rc_failed),
+                   message=(message or '')[:300], message_expected=message_expected,
+                   frozen_after=list(frozen_after), snapshots_after=list(snapshots_after),
+                   data_lost=int(data_lost), report_status=report_status,
+                   seconds=round(time.time() - self.t0, 1))
+        rec.update(extra)
+        self.records.append(rec)
+
+    def result(self, error=None):
+        if error:
+            self.checks.append({'check': 'case ran to its end', 'ok': False, 'detail': error})
+        return {'case': self.name, 'ok': all(c['ok'] for c in self.checks) and bool(self.checks),
+                'checks': self.checks, 'observed': self.observed, 'records': self.records,
+                'seconds': round(time.time() - self.t0, 1)}
+
+
+def common_failure_checks(c, rc, rep, msg_expected, seen, run_id, repo_snaps=None, history_before=None):
+    """What every failing run must satisfy (the old tasks/observe.yml, on the engine's report and the host)."""
+    err = (rep or {}).get('error') or ''
+    cleanup = (rep or {}).get('cleanup') or {}
+    c.check('the run failed (exit status not 0)', rc not in (0, None), 'rc %s' % rc)
+    c.check('a JSON report was printed', rep is not None, 'no report')
+    c.check('report status failed', (rep or {}).get('status') == 'failed', (rep or {}).get('status'))
+    c.check('the message names the fault within its first 300 characters: %r' % msg_expected,
+            msg_expected in err[:300], err[:600])
+    c.check('report: no snapshot left, nothing left frozen',
+            not cleanup.get('snapshots_left') and not cleanup.get('still_frozen'), cleanup)
+    c.check('host: nothing frozen (IsWDSuspendedExt), no snapshot LV (lvs)',
+            seen['frozen'] == [] and seen['snapshots'] == [],
+            'frozen %s snapshots %s' % (seen['frozen'], seen['snapshots']))
+    c.check('host: nothing mounted under /run/irisops, lock record and run paths gone',
+            seen['mounts'] == [] and seen['paths_left'] == [],
+            'mounts %s paths %s' % (seen['mounts'], seen['paths_left']))
+    c.check('host: every running instance answered IsWDSuspendedExt with 3 or 5',
+            all(v in (3, 5, 'down') for v in seen['wd'].values()), seen['wd'])
+    c.check('host: the live databases are consistent (irisemu-dbcheck)', seen['live_failed'] == 0, seen['live'])
+    if repo_snaps is not None:
+        c.check('repository: no backup of run %s (no partial copy)' % run_id, of_run(repo_snaps, run_id) == [],
+                of_run(repo_snaps, run_id))
+    if history_before is not None:
+        after = history_with(run_id)
+        c.check('ExternalSetHistory not called (no history entry of the run)', after == history_before,
+                'before %s after %s' % (history_before, after))
+
+
+def fault_record(c, case, fault, rc, rep, msg_expected, seen, expect='fail', suite='vmrig_faults'):
+    c.record(suite, case, fault, expect, rc not in (0, None), (rep or {}).get('error') or '', msg_expected,
+             seen['frozen'], seen['snapshots'], seen['live_failed'], (rep or {}).get('status'),
+             failed_step=(rep or {}).get('failed_step'))
+
+
+LOCK_PATHS = [os.path.join(STATE, 'backup.owner.json')]
+
+
+def lock_free():
+    """The backup-run lock is free: no owner record and the flock can be taken."""
+    import fcntl
+    if os.path.exists(os.path.join(STATE, 'backup.owner.json')):
+        return False
+    path = os.path.join(STATE, 'backup.lock')
+    if not os.path.exists(path):
+        return True
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The cases
+# ---------------------------------------------------------------------------------------------------------------
+
+def successful_run_checks(c, rc, rep, run_id, seen, set_history=True):
+    """The checks of the old converge verify (full backup) that every successful run must pass."""
+    rep = rep or {}
+    inst = rep.get('instances') or {}
+    vols = rep.get('volumes') or []
+    cleanup = rep.get('cleanup') or {}
+    restic_ = rep.get('restic') or {}
+    c.check('run succeeded (rc 0, status success)', rc == 0 and rep.get('status') == 'success',
+            'rc %s status %s error %s' % (rc, rep.get('status'), rep.get('error')))
+    c.check('both instances in the report', sorted(inst) == ['IRISA', 'IRISB'], sorted(inst))
+    c.check('each instance frozen for a positive number of ms',
+            all(isinstance(inst.get(n, {}).get('frozen_ms'), int) and inst[n]['frozen_ms'] > 0
+                for n in ('IRISA', 'IRISB')), dict((n, e.get('frozen_ms')) for n, e in inst.items()))
+    c.check('journal file to restore from: IRISA in /iris/jrn/irisa/, IRISB in /iris/jrn/irisb/',
+            str((inst.get('IRISA') or {}).get('journal_file')).startswith('/iris/jrn/irisa/')
+            and str((inst.get('IRISB') or {}).get('journal_file')).startswith('/iris/jrn/irisb/'),
+            dict((n, e.get('journal_file')) for n, e in inst.items()))
+    if set_history:
+        c.check('history recorded for both (report)',
+                [inst.get(n, {}).get('history_recorded') for n in ('IRISA', 'IRISB')] == [True, True],
+                dict((n, e.get('history_recorded')) for n, e in inst.items()))
+    c.check('the four LVs were snapshotted and copied',
+            sorted('%s/%s' % (v['vg'], v['lv']) for v in vols) == FOUR_LVS, [v.get('lv') for v in vols])
+    c.check('snapshot fill at the end of the copy is a number for all four',
+            len([v for v in vols if isinstance(v.get('fill_percent'), (int, float))]) == 4,
+            [v.get('fill_percent') for v in vols])
+    c.check('bytes copied > 0 for all four volumes', len([v for v in vols if (v.get('bytes') or 0) > 0]) == 4,
+            [v.get('bytes') for v in vols])
+    seconds = restic_.get('seconds')
+    c.check('throughput: bytes processed and copy seconds are numbers (MiB/s computable)',
+            isinstance(seconds, (int, float)) and seconds > 0 and (restic_.get('bytes_processed') or 0) > 0,
+            restic_)
+    c.check('every check of the run ok', rep.get('checks') and all(x['ok'] for x in rep['checks']),
+            rep.get('checks'))
+    c.check('report cleanup: 4 snapshots removed, none left, nothing frozen',
+            len(cleanup.get('snapshots_removed') or []) == 4 and not cleanup.get('snapshots_left')
+            and not cleanup.get('still_frozen'), cleanup)
+    c.check('host: no snapshot LV left (lvs)', seen['snapshots'] == [], seen['snapshots'])
+    c.check('host: IsWDSuspendedExt 3 for both (not frozen)', [seen['wd'].get(n) for n in ('IRISA', 'IRISB')] == [3, 3],
+            seen['wd'])
+    c.check('host: nothing mounted under /run/irisops, run lock free', seen['mounts'] == [] and lock_free(),
+            seen['mounts'])
+    c.check('host: the live databases are consistent', seen['live_failed'] == 0, seen['live'])
+
+
+def restore_and_check(c, snap_id, label):
+    """restic restore of a snapshot into a temporary directory, then irisemu-dbcheck on it."""
+    tmp = tempfile.mkdtemp(prefix='vmrig-restore-')
+    try:
+        rc, out = restic(['restore', snap_id, '--target', tmp])
+        c.check('%s: restic restore of %s' % (label, snap_id[:8]), rc == 0, out[-500:])
+        rc, out = emu_call('irisemu-dbcheck', [tmp])
+        c.observed['%s_dbcheck' % label] = out.strip().splitlines()
+        c.check('%s: irisemu-dbcheck on the restored copy: consistent, IRISA and IRISB' % label,
+                rc == 0 and re.search(r'consistent: instance IRISA\b', out) and
+                re.search(r'consistent: instance IRISB\b', out), 'rc %s: %s' % (rc, out[-800:]))
+        return rc == 0
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def soak_record(c, n, rc, rep, copy_ok, seen, load):
+    """The old soak's record of run n (suite soak): succeeded, copy consistent (checked independently), nothing
+    frozen or snapshotted after it, live databases consistent."""
+    c.record('soak', 'run-%d' % n, 'back-to-back run %d of 2 under a high write load (irisemu-load --interval-ms %d '
+             '--block-pause-ms %d)' % (n, load[0], load[1]), 'ok', rc != 0, (rep or {}).get('error') or '', '',
+             seen['frozen'], seen['snapshots'], (0 if copy_ok else 1) + seen['live_failed'], (rep or {}).get('status'))
+
+
+def case_full_backup(c):
+    """Full backup of both instances under a high write load (the old converge and soak run 1): sftp repository,
+    restic check with read-data subset, restore + irisemu-dbcheck, ExternalSetHistory."""
+    set_load(['IRISA', 'IRISB'], HIGH_LOAD)
+    hist_before = history_with(RUN_FULL)
+    rc, rep, err = run_backup(RUN_FULL)
+    set_load(['IRISA', 'IRISB'], RIG_LOAD)
+    seen = c.look(key='after')
+    successful_run_checks(c, rc, rep, RUN_FULL, seen)
+    rep = rep or {}
+    c.check('restic check with --read-data-subset=10% ran and passed',
+            any(x['check'].startswith('restic check --read-data-subset=10%') and x['ok']
+                for x in rep.get('checks') or []),
+            rep.get('checks'))
+    c.check('the run\'s own restore check: irisemu-dbcheck ok',
+            any(x['check'].startswith('restored copy passes `irisemu-dbcheck`') and x['ok']
+                for x in rep.get('checks') or []), rep.get('checks'))
+    hist = history_with(RUN_FULL)
+    c.check('history: one entry naming the run in each instance\'s ^SYS("BUHISTORY")',
+            all(hist[n] == hist_before[n] + 1 for n in hist), 'before %s after %s' % (hist_before, hist))
+    snaps = repo_snapshots()
+    mine = of_run(snaps, RUN_FULL)
+    c.observed['repository'] = [(s['short_id'], s['run'], s['verified']) for s in snaps]
+    c.check('repository: exactly one snapshot of the run, tagged verified',
+            len(mine) == 1 and mine[0]['verified'], mine)
+    c.observed['report'] = dict((k, rep.get(k)) for k in ('freeze_window_ms', 'snapshot_ms', 'duration_s',
+                                                          'bytes_added', 'bytes_processed', 'steps'))
+    # the restore case checks this run's copy independently and writes the soak record of run 1
+    write_json(FULL_STATE, {'rc': rc, 'status': rep.get('status'), 'error': rep.get('error'), 'seen': seen,
+                            'ok': all(x['ok'] for x in c.checks)})
+
+
+def case_restore(c):
+    """restic restore of the full backup's snapshot into a temporary directory and irisemu-dbcheck on it (the old
+    converge's independent irisemu-dbcheck of the copy, and the soak's for run 1: writes the soak record of run 1)."""
+    pause_load(['IRISA', 'IRISB'])   # nothing here depends on the write load: spare the VM's CPU
+    full = read_json(FULL_STATE)
+    c.check('the full-backup case ran before (its state file)', full is not None, FULL_STATE)
+    mine = [s for s in of_run(repo_snapshots(), RUN_FULL) if s['verified']]
+    copy_ok = False
+    if c.check('the full backup\'s verified snapshot is in the repository', len(mine) == 1, mine):
+        copy_ok = restore_and_check(c, mine[0]['id'], 'restore')
+    if full:
+        soak_record(c, 1, full['rc'], full, copy_ok and full.get('ok'), full['seen'], HIGH_LOAD)
+
+
+def case_second_run_and_lock(c):
+    """A second run (soak run 2, high write load) is deduplicated; while it runs, a third run is refused by the
+    run lock and names it (the freeze lock: case freeze-lock-held)."""
+    first = read_json(os.path.join(REPORT_DIR, 'backup-%s.json' % RUN_FULL)) or {}
+    set_load(['IRISA', 'IRISB'], HIGH_LOAD)
+    # verified by its own restore below (the soak's independent check) instead of the engine's restore command
+    proc = start_backup(RUN_SECOND, QUICK_VERIFY)
+    owner = os.path.join(STATE, 'backup.owner.json')
+    deadline = time.time() + 300
+    while time.time() < deadline and (read_json(owner) or {}).get('run_id') != RUN_SECOND and proc.poll() is None:
+        time.sleep(0.05)
+    c.check('the second run holds the run lock (backup.owner.json names it)',
+            (read_json(owner) or {}).get('run_id') == RUN_SECOND, read_json(owner))
+    t_lock = time.time()
+    rc3, rep3, _err3 = run_backup('vmrig-lock-second')
+    holder_after = read_json(owner) or {}
+    lock_alive = proc.poll() is None
+    rc2, rep2, err2 = finish_backup(proc, RUN_SECOND)
+    set_load(['IRISA', 'IRISB'], RIG_LOAD)
+    seen = c.look(key='after')
+    # -- lock (old lvm_backup verify "Lock:" and fault record lock-held-by-another-run)
+    rep3 = rep3 or {}
+    err3 = rep3.get('error') or ''
+    c.check('second run refused while the first runs', rc3 != 0 and rep3.get('status') == 'failed' and lock_alive,
+            'rc %s status %s, first still running %s' % (rc3, rep3.get('status'), lock_alive))
+    c.check('the refusal names the lock and the run holding it',
+            'another backup run holds' in err3 and RUN_SECOND in err3, err3)
+    c.check('the refused run did nothing: no instance, no snapshot removed',
+            rep3.get('instances') == {} and not (rep3.get('cleanup') or {}).get('snapshots_removed'), rep3)
+    c.check('the refused run left the lock of the first run in place',
+            holder_after.get('run_id') == RUN_SECOND, holder_after)
+    c.record('vmrig_faults', 'lock-held-by-another-run', 'a second irisops-backup run starts while a first one (in '
+             'the background) holds the run lock', 'fail', rc3 != 0, err3, 'another backup run holds',
+             seen['frozen'], seen['snapshots'], seen['live_failed'], rep3.get('status'),
+             seconds_to_refuse=round(time.time() - t_lock, 1))
+    # -- the first (second) run and dedup (old soak run 2; issue 14 "second run deduplicated")
+    successful_run_checks(c, rc2, rep2, RUN_SECOND, seen)
+    rep2 = rep2 or {}
+    added1, added2 = first.get('bytes_added'), rep2.get('bytes_added')
+    processed2 = rep2.get('bytes_processed')
+    c.observed['dedup'] = {'first_bytes_added': added1, 'second_bytes_added': added2,
+                           'second_bytes_processed': processed2}
+    log('dedup: first run added %s bytes, second run added %s of %s bytes read' % (added1, added2, processed2))
+    c.check('deduplicated: the second run added less than half of what it read and less than half of what the '
+            'first added', isinstance(added2, int) and isinstance(added1, int) and added2 * 2 < processed2
+            and added2 * 2 < added1, c.observed['dedup'])
+    mine = of_run(repo_snapshots(), RUN_SECOND)
+    c.check('repository: one verified snapshot of the second run', len(mine) == 1 and mine[0]['verified'], mine)
+    copy_ok = bool(mine) and restore_and_check(c, mine[0]['id'], 'soak run 2 copy')
+    soak_record(c, 2, rc2, rep2, copy_ok, seen, HIGH_LOAD)
+
+
+def golden_repository():
+    """An empty, initialised repository and no reports, metrics or state of earlier runs (set-up, also when the rig
+    sets up a VM again with run.py --reuse)."""
+    rc, out = sh(['ssh', '-i', KEY, '-o', 'UserKnownHostsFile=%s' % KNOWN_HOSTS, '-o', 'BatchMode=yes',
+                  'root@%s' % REPO_HOST, 'rm -rf /srv/restic/repo; mkdir -p /srv/restic'])
+    if rc != 0:
+        sys.stderr.write('cannot reach the sftp host: %s\n' % out)
+        return 1
+    for d in (REPORT_DIR, TEXTFILE_DIR, CONF_DIR, '/var/cache/irisops/restic', '/var/cache/irisops-vmrig',
+              '/var/lib/irisops-vmrig'):
+        shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(TEXTFILE_DIR)
+    rc, out = sh(['irisops-backup', '--config', BASE_CONFIG, 'init'], timeout=600)
+    sys.stdout.write(out)
+    return rc
+
+
+def hold_freeze_lock(seconds):
+    """Helper process: hold the host freeze lock (the freeze engine's own FreezeLock) like another freezer's window."""
+    sys.path.insert(0, '/usr/local/lib/irisops')
+    import _freeze  # pylint: disable=import-error
+    lock = _freeze.FreezeLock('vmrig-freeze-holder', run_id='vmrig-hold')
+    lock.acquire(wait=30)
+    open('/run/irisops-vmrig/freeze-holder.ready', 'w').close()
+    time.sleep(float(seconds))
+    lock.release()
+
+
+def case_list(c):
+    """irisops-backup list: both runs complete (verified), each with the journal file of each instance from the
+    manifest inside the backup."""
+    pause_load(['IRISA', 'IRISB'])   # nothing here depends on the write load: spare the VM's CPU
+    rc, out = sh(['irisops-backup', '--config', BASE_CONFIG, 'list', '--json'])
+    entries = json.loads(out[out.index('['):]) if rc == 0 and '[' in out else []
+    c.check('list --json works', rc == 0, out[-500:])
+    by_run = dict((e.get('run_id'), e) for e in entries)
+    c.observed['list'] = [(e.get('short_id'), e.get('run_id'), e.get('verified'), e.get('complete')) for e in entries]
+    for run_id in (RUN_FULL, RUN_SECOND):
+        e = by_run.get(run_id) or {}
+        rep = read_json(os.path.join(REPORT_DIR, 'backup-%s.json' % run_id)) or {}
+        man = ((e.get('manifest') or {}).get('instances')) or {}
+        c.check('list: run %s is there, verified and complete' % run_id,
+                e.get('verified') is True and e.get('complete') is True, e)
+        c.check('list: run %s names IRISA and IRISB' % run_id, sorted(e.get('instances') or []) == ['IRISA', 'IRISB'],
+                e.get('instances'))
+        for inst in INSTANCES:
+            jf = (man.get(inst['name']) or {}).get('journal_file')
+            want = ((rep.get('instances') or {}).get(inst['name']) or {}).get('journal_file')
+            c.check('list: run %s, %s: journal file from the manifest is the run\'s (%s)'
+                    % (run_id, inst['name'], want),
+                    jf and jf == want and jf.startswith(inst['jrndir'] + '/'), 'manifest %s report %s' % (jf, want))
+    c.check('list: no incomplete backup', all(e.get('complete') for e in entries), c.observed['list'])
+    rc, text = sh(['irisops-backup', '--config', BASE_CONFIG, 'list'])
+    c.observed['list_text'] = text.strip().splitlines()
+    c.check('list (text): both runs as verified with the journal files',
+            rc == 0 and all(re.search(r'verified\s+%s\s.*IRISA \(/iris/jrn/irisa/' % r, text)
+                            for r in (RUN_FULL, RUN_SECOND)),
+            text)
+
+
+def case_prune_floor(c):
+    """Retention with the floor: a policy that would keep 1 of the 2 verified backups, min_keep 3: nothing deleted,
+    the one it would remove is protected."""
+    pause_load(['IRISA', 'IRISB'])   # nothing here depends on the write load: spare the VM's CPU
+    before = repo_snapshots()
+    config = case_config('vmrig-prune', {'retention': {'keep_daily': 1}, 'min_keep': 3})
+    rc, out = sh(['irisops-backup', '--config', config, 'prune'])
+    res = json.loads(out[out.index('{'):]) if rc == 0 and '{' in out else {}
+    after = repo_snapshots()
+    c.observed['prune'] = res
+    c.check('prune ran', rc == 0, out[-600:])
+    c.check('fewer verified backups (2) than min_keep (3): nothing forgotten',
+            res.get('forgotten') == [] and res.get('verified_kept') == 2, res)
+    c.check('the backup the policy alone would remove is protected by the floor', len(res.get('protected') or []) == 1,
+            res)
+    c.check('repository: the same snapshots before and after',
+            sorted(s['id'] for s in before) == sorted(s['id'] for s in after), (before, after))
+
+
+def case_node_exporter(c):
+    """Debian's prometheus-node-exporter with the textfile directory of metrics_file, scraped over loopback: the
+    irisops_backup_* values are the last run's."""
+    pause_load(['IRISA', 'IRISB'])   # nothing here depends on the write load: spare the VM's CPU
+    import urllib.request
+    last = read_json(os.path.join(REPORT_DIR, 'last.json')) or {}
+    c.check('the last run is the second run and succeeded', last.get('run_id') == RUN_SECOND
+            and last.get('status') == 'success', (last.get('run_id'), last.get('status')))
+    proc = spawn('node-exporter', ['prometheus-node-exporter', '--web.listen-address=127.0.0.1:9100',
+                                   '--collector.disable-defaults', '--collector.textfile',
+                                   '--collector.textfile.directory=%s' % TEXTFILE_DIR])
+    text = ''
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                text = urllib.request.urlopen('http://127.0.0.1:9100/metrics', timeout=5).read().decode()
+                break
+            except (IOError, OSError):
+                time.sleep(0.3)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait()
+    values = {}
+    for line in text.splitlines():
+        if line.startswith('irisops_backup_') or line.startswith('node_textfile_scrape_error'):
+            key, _sep, val = line.rpartition(' ')
+            values[key] = float(val)
+    c.observed['metrics'] = values
+    host = last.get('host')
+    c.check('scraped http://127.0.0.1:9100/metrics', bool(text), 'no answer')
+    c.check('no textfile scrape error', values.get('node_textfile_scrape_error') == 0.0, values)
+
+    def val(name, **labels):
+        lab = dict(host=host, **labels)
+        return values.get('%s{%s}' % (name, ','.join('%s="%s"' % (k, lab[k]) for k in sorted(lab))))
+    exp = {
+        'irisops_backup_last_run_success': 1.0,
+        'irisops_backup_last_run_timestamp_seconds': float(int(last.get('finished_epoch') or 0)),
+        'irisops_backup_duration_seconds': round(float(last.get('duration_s') or 0), 3),
+        'irisops_backup_bytes_added': float(last.get('bytes_added') or 0),
+        'irisops_backup_bytes_processed': float(last.get('bytes_processed') or 0),
+        'irisops_backup_verified_snapshots': float(last.get('verified_kept') or 0),
+    }
+    for name, want in sorted(exp.items()):
+        got = val(name)
+        c.check('%s = %s' % (name, want), got is not None and abs(got - want) < 0.002, got)
+    c.check('irisops_backup_verified_snapshots = 2', val('irisops_backup_verified_snapshots') == 2.0)
+    for n, e in sorted((last.get('instances') or {}).items()):
+        got = val('irisops_backup_freeze_window_seconds', instance=n)
+        want = (e.get('frozen_ms') or 0) / 1000.0
+        c.check('irisops_backup_freeze_window_seconds{instance=%s} = %s' % (n, want),
+                got is not None and want > 0 and abs(got - want) < 0.002, got)
+        got = val('irisops_backup_last_success_timestamp_seconds', instance=n)
+        started = (last.get('last_success') or {}).get(n)
+        c.check('irisops_backup_last_success_timestamp_seconds{instance=%s} = the run\'s start %s' % (n, started),
+                got is not None and started and got == float(started), got)
+
+
+def case_torn(c):
+    """Control of the consistency checker (old "Torn copy"): snapshots of IRISA's sys and dba volumes WITHOUT a
+    freeze, under a continuous write load, found torn by irisemu-dbcheck at least once in two attempts."""
+    import lvm_module
+    set_load(['IRISA'], CONTINUOUS_LOAD)
+    results = []
+    try:
+        for attempt in (1, 2):
+            res = lvm_module.module({'volumes': ['%s/sys' % VG, '%s/dba' % VG], 'size': '64M',
+                                     'run_id': 'torn-%d' % attempt, 'state': 'mounted',
+                                     'mount_root': '/run/irisops/torn'})
+            c.check('torn attempt %d: snapshots taken and mounted' % attempt, not res.get('failed'), res.get('msg'))
+            rc, out = emu_call('irisemu-dbcheck', ['/run/irisops/torn/%s/sys/irisa' % VG,
+                                                   '/run/irisops/torn/%s/dba' % VG])
+            results.append({'rc': rc, 'out': out.strip().splitlines()[:3]})
+            lvm_module.module({'volumes': ['%s/sys' % VG, '%s/dba' % VG], 'state': 'absent'})
+    finally:
+        set_load(['IRISA'], RIG_LOAD)
+    c.observed['torn'] = results
+    c.check('each check answered 0 or 1', all(r['rc'] in (0, 1) for r in results), results)
+    c.check('irisemu-dbcheck found a torn copy (rc 1, TORN) at least once',
+            any(r['rc'] == 1 and r['out'] and r['out'][0].startswith('TORN') for r in results), results)
+    c.check('no snapshot left', snapshots() == [], snapshots())
+
+
+def case_staggered(c):
+    """freeze_mode staggered under the continuous load on IRISA (old "Same load, with the freeze (staggered)")."""
+    set_load(['IRISA'], CONTINUOUS_LOAD)
+    hist_before = history_with('vmrig-staggered')
+    rc, rep, err = run_backup('vmrig-staggered', {'freeze_mode': 'staggered', 'set_history': False})
+    set_load(['IRISA'], RIG_LOAD)
+    seen = c.look(key='after')
+    rep = rep or {}
+    c.check('run succeeded', rc == 0 and rep.get('status') == 'success', (rc, rep.get('error')))
+    c.check('freeze_mode staggered in the report', rep.get('freeze_mode') == 'staggered', rep.get('freeze_mode'))
+    want = ['freeze IRISA', 'snapshot vgbk/dba', 'freeze IRISB', 'snapshot vgbk/sys', 'snapshot vgbk/jrn',
+            'thaw IRISA', 'snapshot vgbk/dbb', 'thaw IRISB']
+    c.check('steps exactly %s' % want, rep.get('steps') == want, rep.get('steps'))
+    inst = rep.get('instances') or {}
+    c.check('each instance frozen for a positive number of ms',
+            all(isinstance((inst.get(n) or {}).get('frozen_ms'), int) and inst[n]['frozen_ms'] > 0
+                for n in ('IRISA', 'IRISB')), inst)
+    mine = of_run(repo_snapshots(), 'vmrig-staggered')
+    vols = []
+    if mine:
+        rc_ls, out = restic(['ls', '--json', mine[0]['id']])
+        for line in out.splitlines():
+            try:
+                node = json.loads(line)
+            except ValueError:
+                continue
+            p = node.get('path') or ''
+            m = re.match(r'^%s/(%s/[^/]+)$' % (re.escape(MOUNT_ROOT), VG), p)
+            if m and node.get('type') == 'dir':
+                vols.append(m.group(1))
+    c.check('the repository snapshot holds the four volumes', sorted(vols) == FOUR_LVS, vols)
+    c.check('every check ok', rep.get('checks') and all(x['ok'] for x in rep['checks']), rep.get('checks'))
+    dbc = [x for x in rep.get('checks') or [] if x['check'].startswith('restored copy passes `irisemu-dbcheck`')]
+    c.check('irisemu-dbcheck of the restored copy: consistent: instance IRISA exactly once',
+            len(dbc) == 1 and len(re.findall(r'consistent: instance IRISA\b', dbc[0].get('detail') or '')) == 1, dbc)
+    c.check('no snapshot left, nothing frozen', seen['snapshots'] == [] and
+            [seen['wd'].get(n) for n in ('IRISA', 'IRISB')] == [3, 3], seen)
+    c.check('set_history false: no history entry', history_with('vmrig-staggered') == hist_before)
+
+
+def failing_case(c, case, fault, msg_expected, run_overrides, inject=None, after=None, paths=(), insts=None,
+                 check_repo=True):
+    """The skeleton of a fault case: inject (returns a context), run, undo (after(ctx) returns extra output),
+    look, common checks, fault record.  Returns (rc, rep, seen, ctx)."""
+    ctx = inject() if inject else {}
+    hist_before = history_with(case)
+    rc, rep, err = run_backup(case, run_overrides)
+    ctx['stderr'] = err[-2000:]
+    if after:
+        ctx['after'] = after(ctx)
+    seen = c.look(insts=insts, paths=list(paths) + LOCK_PATHS, key='after')
+    snaps = repo_snapshots() if check_repo else None
+    common_failure_checks(c, rc, rep, msg_expected, seen, case, snaps, hist_before)
+    fault_record(c, case, fault, rc, rep, msg_expected, seen)
+    c.observed['report'] = dict((k, (rep or {}).get(k))
+                                for k in ('status', 'failed_step', 'error', 'cleanup', 'freeze_window_ms', 'warnings'))
+    return rc, rep or {}, seen, ctx
+
+
+def case_freeze_lock(c):
+    """Two freezers at once (issue 14: "two runs at once (the freeze lock from the freeze-engine issue)"): another
+    freezer holds the host freeze lock (the freeze engine's own FreezeLock, held by a helper process as a window of
+    iris_lvm_snapshot or a hook would hold it); irisops-backup waits its lock_wait, then refuses, naming the holder,
+    and freezes nothing."""
+    holder = spawn('freeze-holder', [sys.executable, os.path.join(RIG, 'rig.py'), 'hold-freeze-lock', '120'])
+    deadline = time.time() + 60
+    while time.time() < deadline and not os.path.exists('/run/irisops-vmrig/freeze-holder.ready'):
+        time.sleep(0.05)
+    case = 'freeze-lock-held'
+    hist_before = history_with(case)
+    before = dict((i['name'], messages_count(i, 'ExternalFreeze: Suspending system')) for i in INSTANCES)
+    rc, rep, _e = run_backup(case, QUICK_VERIFY)
+    os.killpg(holder.pid, signal.SIGKILL)
+    holder.wait()
+    os.unlink('/run/irisops-vmrig/freeze-holder.ready')
+    seen = c.look(paths=LOCK_PATHS, key='after')
+    snaps = repo_snapshots()
+    common_failure_checks(c, rc, rep, 'host freeze lock', seen, case, snaps, hist_before)
+    rep = rep or {}
+    err = rep.get('error') or ''
+    after = dict((i['name'], messages_count(i, 'ExternalFreeze: Suspending system')) for i in INSTANCES)
+    c.check('refused naming the holder (caller, run)', 'vmrig-freeze-holder' in err and 'vmrig-hold' in err, err)
+    c.check('nothing frozen: "nothing frozen", no ExternalFreeze in the instance logs, no freeze window',
+            err.startswith('nothing frozen') and after == before and not rep.get('freeze_window_ms'),
+            (err[:200], before, after))
+    fault_record(c, case, 'another freezer (caller vmrig-freeze-holder) holds the host freeze lock when irisops-backup '
+                 'wants to freeze', rc, rep, 'host freeze lock', seen)
+
+
+def case_overflow(c):
+    case = 'snapshot-overflow-during-copy'
+    state = {}
+
+    def inject():
+        state['w'] = watcher(case, ['--mounted', '%s/%s/dba' % (MOUNT_ROOT, VG)],
+                             ['--run', 'dd', 'if=/dev/zero', 'of=/iris/dba/overflow.bin', 'bs=1M', 'count=48',
+                              'oflag=direct'])
+        return {}
+
+    def after(ctx):
+        res = watcher_result(case, state['w'])
+        if os.path.exists('/iris/dba/overflow.bin'):
+            os.unlink('/iris/dba/overflow.bin')
+        return res
+
+    rc, rep, seen, ctx = failing_case(
+        c, case, 'snapshots of 8 MiB; as soon as the snapshot of vgbk/dba is mounted for the copy, a writer rewrites '
+        '48 MiB of the origin (dd oflag=direct to /iris/dba), so that snapshot overflows during the copy',
+        'dba', {'snapshot_size': '8M'}, inject, after)
+    err = rep.get('error') or ''
+    c.check('the writer ran during the copy (watcher rc 0)', (ctx.get('after') or {}).get('rc') == 0, ctx.get('after'))
+    c.check('failed in the copy: the fill check (overflowed vgbk/dba_irisops_bkp) or restic\'s read errors of the '
+            'overflowed snapshot of dba caught it', rep.get('failed_step') == 'copy' and (
+                ('overflowed' in err and 'dba_irisops_bkp' in err) or
+                ('could not read' in err and '/%s/dba/' % VG in err)), '%s: %s' % (rep.get('failed_step'), err))
+    c.check('torn copy: a restic snapshot the run made was forgotten, none is left',
+            'NOT forgotten' not in str((rep.get('cleanup') or {}).get('restic_snapshot')), rep.get('cleanup'))
+    c.observed['detected_by'] = 'fill check' if 'overflowed' in err else 'restic read errors'
+
+
+def case_mount_fails(c):
+    case = 'mount-fails'
+    blocker = '%s/%s/dbb' % (MOUNT_ROOT, VG)
+
+    def inject():
+        os.makedirs(os.path.dirname(blocker), exist_ok=True)
+        with open(blocker, 'w') as f:
+            f.write('not a directory\n')
+        return {}
+
+    def after(ctx):
+        out = {'untouched': os.path.isfile(blocker) and open(blocker).read() == 'not a directory\n'}
+        if os.path.lexists(blocker):
+            os.unlink(blocker)
+        return out
+
+    rc, rep, seen, ctx = failing_case(
+        c, case, 'the mount point of the snapshot of vgbk/dbb (%s) exists as a regular file, so mounting that snapshot '
+        'fails after the others were mounted' % blocker, 'mounting snapshot', {}, inject, after)
+    c.check('failed at the mount, naming dbb', rep.get('failed_step') == 'mount' and 'dbb' in (rep.get('error') or ''),
+            (rep.get('failed_step'), rep.get('error')))
+    c.check('the four snapshots were removed (report)',
+            len((rep.get('cleanup') or {}).get('snapshots_removed') or []) == 4, rep.get('cleanup'))
+    c.check('the file in the way is untouched (the run removes only what it made)',
+            (ctx.get('after') or {}).get('untouched'), ctx.get('after'))
+
+
+def case_repository_full(c):
+    """Old copy-target-full: the repository (the copy target) is a local path on a 256 KiB tmpfs of the database host,
+    far smaller than the backup, so the copy runs out of space.  (On the sftp repository the same fault reaches restic
+    only as sftp's SSH_FX_FAILURE: the sftp protocol carries no "no space" code.)"""
+    case = 'repository-full'
+    small = '/var/backups/irisops-small'
+    repo = small + '/repo'
+
+    def inject():
+        os.makedirs(small, exist_ok=True)
+        sh(['mount', '-t', 'tmpfs', '-o', 'size=256k,mode=0700', 'tmpfs', small])
+        rc0, out0 = sh(['irisops-backup', '--config', case_config('vmrig-small-init', {'repository': repo}), 'init'],
+                       timeout=300)
+        c.check('the small repository exists (init)', rc0 == 0, out0[-500:])
+        return {}
+
+    def after(ctx):
+        res = {'snapshots': [s['short_id'] for s in repo_snapshots(repo)]}
+        rc, out = sh(['find', repo, '-path', '*/data/*', '-type', 'f'])
+        res['packs'] = out.split()
+        sh(['umount', small])
+        return res
+
+    rc, rep, seen, ctx = failing_case(
+        c, case, 'the repository is a local path on a 256 KiB tmpfs (%s), far smaller than the backup, so the copy '
+        'runs out of space' % small, 'no space left on device', {'repository': repo}, inject, after,
+        check_repo=False)
+    a = ctx.get('after') or {}
+    c.check('failed in the copy', rep.get('failed_step') == 'copy', (rep.get('failed_step'), rep.get('error')))
+    c.check('the next step says the repository is full', 'the repository is full' in (rep.get('error') or ''),
+            rep.get('error'))
+    c.check('nothing of the run in the small repository (no snapshot)', a.get('snapshots') == [], a)
+
+
+def case_vg_full(c):
+    case = 'vg-full-after-freeze'
+    state = {}
+
+    def inject():
+        state['w'] = watcher(case, ['--frozen', '/iris/sys/irisa/mgr/irisemu/state.json'],
+                             ['--run', 'lvcreate', '--yes', '-l', '100%FREE', '-n', 'filler', VG])
+        return {}
+
+    def after(ctx):
+        res = watcher_result(case, state['w'])
+        sh(['lvremove', '-f', '%s/filler' % VG])
+        return res
+
+    rc, rep, seen, ctx = failing_case(
+        c, case, 'a watcher takes every free extent of the VG (lvcreate -l 100%FREE) the moment IRISA is frozen, after '
+        'the preflight found enough space', 'creating snapshot', {}, inject, after)
+    err = rep.get('error') or ''
+    c.check('the watcher took the free extents (rc 0)', (ctx.get('after') or {}).get('rc') == 0, ctx.get('after'))
+    c.check('failed creating a snapshot, with "failed" and "Thawed: IRISA, IRISB"',
+            'creating snapshot' in err and 'failed' in err and 'Thawed: IRISA, IRISB' in err, err)
+    c.check('failed in the freeze window', rep.get('failed_step') == 'freeze', rep.get('failed_step'))
+    c.check('both instances answered 3 (not frozen)', [seen['wd'].get(n) for n in ('IRISA', 'IRISB')] == [3, 3],
+            seen['wd'])
+
+
+def case_instance_down(c):
+    case = 'instance-down-during-freeze'
+    state = {}
+
+    def inject():
+        state['w'] = watcher(case, ['--acked', '/iris/sys/irisb/mgr/irisemu/state.json'],
+                             ['--run', 'iris', 'stop', 'IRISB', 'quietly'])
+        return {}
+
+    def after(ctx):
+        res = watcher_result(case, state['w'])
+        rc, q = sh(['iris', 'qlist', 'IRISB'])
+        res = dict(res or {}, irisb_state=(q.split('^')[3] if q.count('^') > 3 else q.strip()),
+                   switch_left=os.path.exists(os.path.join(STATE, 'deadman', 'IRISB.json')))
+        return res
+
+    rc, rep, seen, ctx = failing_case(
+        c, case, 'IRISB is stopped (iris stop IRISB) by a watcher the moment its write daemon has acknowledged the '
+        'freeze, i.e. inside the freeze window, before the snapshots; its thaw then cannot run',
+        'IRISB went down inside the freeze window', {}, inject, after)
+    err = rep.get('error') or ''
+    a = ctx.get('after') or {}
+    c.check('the watcher stopped IRISB (rc 0)', a.get('rc') == 0, a)
+    c.check('IRISB was down after the run', str(a.get('irisb_state')).startswith('down'), a.get('irisb_state'))
+    c.check('reported down, not frozen: "the instance is not running" and "IRISB went down inside the freeze window: '
+            'not frozen", no "STILL FROZEN"', 'the instance is not running' in err and
+            'IRISB went down inside the freeze window: not frozen' in err and 'STILL FROZEN' not in err, err)
+    c.check('IRISB\'s dead-man switch disarmed', a.get('switch_left') is False, a)
+    c.check('failed in the freeze window', rep.get('failed_step') == 'freeze', rep.get('failed_step'))
+    c.check('IRISA thawed by ExternalThaw',
+            ((rep.get('instances') or {}).get('IRISA') or {}).get('thawed_by') == 'ExternalThaw', rep.get('instances'))
+    sh(['iris', 'start', 'IRISB', 'quietly'])
+
+
+def case_freeze_fails(c):
+    case = 'freeze-fails-second-of-three'
+    ctx0 = {}
+
+    def inject():
+        if not os.path.exists('/usr/local/etc/irisemu/IRISC.json'):
+            os.makedirs(IRISC['dbdir'], exist_ok=True)
+            shutil.chown(IRISC['dbdir'], 'irisowner')
+            sh(['python3', '/opt/irisemu-src/install.py', '--flavour', 'iris', '--instance', 'IRISC', '--dir',
+                IRISC['dir'], '--owner', 'irisowner', '--databases', 'USER', '--database-dir', IRISC['dbdir']])
+        sh(['iris', 'start', 'IRISC', 'quietly'])
+        ctx0['archives'] = set(os.listdir('/etc/lvm/archive'))
+        ctx0['resumed'] = dict((i['name'], messages_count(i, 'ExternalThaw: System resumed'))
+                               for i in INSTANCES + [IRISC])
+        ctx0['wd'] = wd_pid(INSTANCES[1])
+        os.kill(ctx0['wd'], signal.SIGSTOP)
+        return {}
+
+    def after(ctx):
+        os.kill(ctx0['wd'], signal.SIGCONT)
+        deadline = time.time() + 30
+        new = []
+        while time.time() < deadline:
+            resumed = dict((i['name'], messages_count(i, 'ExternalThaw: System resumed')) for i in INSTANCES + [IRISC])
+            if all(resumed[n] >= ctx0['resumed'][n] + 1 for n in resumed):
+                break
+            time.sleep(0.5)
+        for f in sorted(set(os.listdir('/etc/lvm/archive')) - ctx0['archives']):
+            with open(os.path.join('/etc/lvm/archive', f)) as h:
+                desc = next((ln for ln in h if ln.startswith('description')), '')
+            new.append('%s: %s' % (f, desc.strip()))
+        return {'resumed_before': ctx0['resumed'], 'resumed_after': resumed, 'lvm_archives': new}
+
+    try:
+        rc, rep, seen, ctx = failing_case(
+            c, case, 'three instances IRISA, IRISB, IRISC (IRISC small, all on the sys LV); IRISB\'s write daemon is '
+            'stopped (SIGSTOP), so its ExternalFreeze never completes and is killed after session_timeout=20 s while '
+            'IRISA and IRISC are frozen (the freeze is concurrent)', 'freeze failed on IRISB',
+            {'instances': ['IRISA', 'IRISB', 'IRISC'], 'session_timeout': 20}, inject, after,
+            insts=INSTANCES + [IRISC])
+        a = ctx.get('after') or {}
+        c.check('no lvcreate ran (no new LVM metadata archive of an lvcreate)',
+                [x for x in a.get('lvm_archives', []) if 'lvcreate' in x and '--test' not in x] == [], a)
+        c.check('IRISA, IRISB and IRISC each resumed exactly once more ("ExternalThaw: System resumed")',
+                all(a['resumed_after'][n] == a['resumed_before'][n] + 1 for n in a.get('resumed_before', {})), a)
+        c.check('no snapshot time in the report', rep.get('snapshot_ms') is None, rep.get('snapshot_ms'))
+        c.check('the error says "Thawed again: IRISA, IRISC"', 'Thawed again: IRISA, IRISC' in (rep.get('error') or ''),
+                rep.get('error'))
+    finally:
+        sh(['iris', 'stop', 'IRISC', 'quietly'])
+
+
+def case_thaw_hangs(c):
+    """Old thaw-hangs-stat-fallback on the engine: the VG's LVM lock is held from the freeze until it is 15 s old, so
+    the first lvcreate outlives the freeze budget (11 s); the engine thaws first, every ExternalThaw hangs
+    (irisemu-fault --thaw-hang) and is killed after session_timeout, and irisstat -W thaws both."""
+    case = 'thaw-hangs-stat-fallback'
+    state = {}
+
+    def inject():
+        for n in ('IRISA', 'IRISB'):
+            emu_call('irisemu-fault', [n, '--thaw-hang', '1'])
+        state['w'] = watcher(case, ['--frozen', '/iris/sys/irisa/mgr/irisemu/state.json'],
+                             ['--flock', '/run/lock/lvm/V_%s' % VG, '--hold-until-freeze-age', '15'])
+        return {}
+
+    def after(ctx):
+        res = watcher_result(case, state['w'])
+        for n in ('IRISA', 'IRISB'):
+            emu_call('irisemu-fault', [n, '--clear'])
+        return res
+
+    rc, rep, seen, ctx = failing_case(
+        c, case, 'ExternalFreezeTimeOut 12 s (budget 11 s), no dead-man switch; a watcher holds LVM\'s lock of the VG '
+        '(flock on /run/lock/lvm/V_vgbk) from the freeze until it is 15 s old, so the first lvcreate runs past the '
+        'budget; every ExternalThaw hangs (irisemu-fault --thaw-hang 1) and is killed after session_timeout=10 s; '
+        'the irisstat -W fallback must thaw', 'freeze budget',
+        {'external_freeze_timeout': 12, 'max_freeze_seconds': 11, 'session_timeout': 10, 'deadman_timeout': 0},
+        inject, after)
+    err = rep.get('error') or ''
+    c.check('the watcher held the VG lock', 'held flock' in str((ctx.get('after') or {}).get('action')),
+            ctx.get('after'))
+    c.check('the instances were thawed first (lvcreate past the budget)', 'thawed first' in err or
+            'freeze budget exceeded' in err, err)
+    c.check('irisstat -W thawed both', [((rep.get('instances') or {}).get(n) or {}).get('thawed_by')
+                                        for n in ('IRISA', 'IRISB')] == ['stat -W', 'stat -W'], rep.get('instances'))
+    c.check('failed in the freeze window', rep.get('failed_step') == 'freeze', rep.get('failed_step'))
+
+
+def case_run_as_missing(c):
+    """Old run-as-from-local-fact, engine part: run_as names an OS user that does not exist: refused before the
+    freeze (the local fact lookup itself is the role's: see the role case)."""
+    case = 'run-as-missing-user'
+    rc, rep, seen, ctx = failing_case(
+        c, case, 'run_as names an OS user that does not exist (irisops-gone); the engine must refuse before the freeze',
+        'irisops-gone', {'run_as': 'irisops-gone'})
+    c.check('refused in the preflight, nothing frozen', rep.get('failed_step') == 'preflight'
+            and rep.get('freeze_window_ms') is None and (rep.get('error') or '').startswith('nothing frozen'),
+            (rep.get('failed_step'), rep.get('error')))
+
+
+def case_wrong_password(c):
+    case = 'wrong-repository-password'
+    before = dict((i['name'], messages_count(i, 'ExternalFreeze: Suspending system')) for i in INSTANCES)
+    rc, rep, seen, ctx = failing_case(
+        c, case, 'the repository password file holds a wrong password', 'wrong repository password',
+        {'repository_password_file': WRONG_PASSWORD})
+    after = dict((i['name'], messages_count(i, 'ExternalFreeze: Suspending system')) for i in INSTANCES)
+    c.check('nothing frozen: no ExternalFreeze in the instance logs, refused in the preflight',
+            after == before and rep.get('failed_step') == 'preflight' and
+            (rep.get('error') or '').startswith('nothing frozen'), (before, after, rep.get('failed_step')))
+
+
+def case_sshd_down(c):
+    case = 'sshd-host-down-at-start'
+    before = dict((i['name'], messages_count(i, 'ExternalFreeze: Suspending system')) for i in INSTANCES)
+    ctx0 = {}
+
+    def inject():
+        ctx0['down'] = ask('sftp-down')
+        return {}
+
+    def after(ctx):
+        return ask('sftp-up')
+
+    rc, rep, seen, ctx = failing_case(
+        c, case, 'the sftp repository host is down (its container stopped) when the run starts',
+        'cannot be opened', {}, inject, after)
+    after_n = dict((i['name'], messages_count(i, 'ExternalFreeze: Suspending system')) for i in INSTANCES)
+    c.check('nothing frozen: no ExternalFreeze in the instance logs, refused in the preflight',
+            after_n == before and rep.get('failed_step') == 'preflight', (before, after_n, rep.get('failed_step')))
+    c.check('the message says the host cannot be reached', 'cannot be reached' in (rep.get('error') or ''),
+            rep.get('error'))
+
+
+def case_repo_unreachable(c):
+    """The sftp host goes down during the copy: restic is paused (SIGSTOP) as soon as it reads the snapshots (an open
+    file under the mount root: the repository is open, the copy runs), run.py stops the container, restic goes on."""
+    case = 'repository-unreachable-mid-copy'
+    hist_before = history_with(case)
+    proc = start_backup(case)
+    pid, argv = wait_for_process(lambda a: is_restic_backup(a, case), 600, 'restic backup of the run',
+                                 stop=lambda: proc.poll() is not None)
+    c.observed['restic_was_reading'] = wait_for_copying(pid, 300, stop=lambda: proc.poll() is not None)
+    os.kill(pid, signal.SIGSTOP)
+    c.observed['sftp_down'] = ask('sftp-down')
+    os.kill(pid, signal.SIGCONT)
+    rc, rep, err = finish_backup(proc, case)
+    seen_down = c.look(paths=LOCK_PATHS, key='after')
+    c.observed['sftp_up'] = ask('sftp-up')
+    # not a check (the brief's expectations are above): what the cut-off restic left in the repository
+    c.observed['repository_locks_left'] = repo_locks()
+    snaps = repo_snapshots()
+    common_failure_checks(c, rc, rep, 'copy into the repository failed', seen_down, case, snaps, hist_before)
+    rep = rep or {}
+    c.check('failed in the copy', rep.get('failed_step') == 'copy', (rep.get('failed_step'), rep.get('error')))
+    c.check('LVM snapshots removed (report)', len((rep.get('cleanup') or {}).get('snapshots_removed') or []) == 4,
+            rep.get('cleanup'))
+    c.check('no complete-looking backup of the run in the repository', not [s for s in of_run(snaps, case)], snaps)
+    fault_record(c, case, 'the sftp repository host goes down (container stopped) while restic copies', rc, rep,
+                 'copy into the repository failed', seen_down)
+    c.observed['report'] = dict((k, rep.get(k)) for k in ('status', 'failed_step', 'error', 'cleanup'))
+
+
+def case_killed_during_copy(c):
+    """SIGKILL of irisops-backup during the copy: the next list shows no complete backup of it, the next run cleans up
+    its leftovers (LVM snapshots still mounted, an unverified restic snapshot if restic finished on its own)."""
+    case = 'killed-during-copy'
+    proc = start_backup(case)
+    pid, argv = wait_for_process(lambda a: is_restic_backup(a, case), 600, 'restic backup of the run',
+                                 stop=lambda: proc.poll() is not None)
+    c.observed['restic_was_reading'] = wait_for_copying(pid, 300, stop=lambda: proc.poll() is not None)
+    proc.kill()
+    rc = proc.wait()
+    deadline = time.time() + 120
+    while time.time() < deadline and any(p == pid for p, _pp, _a in processes()):
+        time.sleep(0.2)
+    c.observed['orphan_restic_gone'] = not any(p == pid for p, _pp, _a in processes())
+    left = snapshots()
+    c.observed['left_by_kill'] = {'snapshots': left, 'mounts': mounts_under()}
+    rcl, out = sh(['irisops-backup', '--config', BASE_CONFIG, 'list', '--json'])
+    entries = json.loads(out[out.index('['):]) if rcl == 0 and '[' in out else None
+    mine = [e for e in entries or [] if e.get('run_id') == case]
+    c.observed['list_after_kill'] = mine
+    c.check('the run was killed (SIGKILL)', rc == -signal.SIGKILL, rc)
+    c.check('list: no complete backup of the killed run', entries is not None and
+            not [e for e in mine if e.get('complete') or e.get('verified')], out[-600:])
+    rc2, rep2, err2 = run_backup(case + '-next', QUICK_VERIFY)
+    seen = c.look(paths=LOCK_PATHS, key='after-next-run')
+    rep2 = rep2 or {}
+    c.check('the next run succeeded', rc2 == 0 and rep2.get('status') == 'success', (rc2, rep2.get('error')))
+    warn = ' | '.join(rep2.get('warnings') or [])
+    c.check('the next run removed the killed run\'s snapshots (leftovers)',
+            all(('removed leftover snapshot %s' % s) in warn for s in left), warn)
+    snaps = repo_snapshots()
+    c.check('repository: nothing of the killed run any more (an unverified snapshot was forgotten)',
+            of_run(snaps, case) == [], of_run(snaps, case))
+    c.check('host: no snapshot, no mount, nothing frozen after the next run',
+            seen['snapshots'] == [] and seen['mounts'] == [] and seen['frozen'] == [], seen)
+    c.check('host: live databases consistent', seen['live_failed'] == 0, seen['live'])
+    c.record('vmrig_faults', case, 'SIGKILL of irisops-backup while restic copies; then irisops-backup list and the '
+             'next run', 'fail', rc != 0,
+             'killed by SIGKILL during the copy; list: %s; the next run: %s' % (
+                 'no complete backup of it' if not [e for e in mine if e.get('complete')] else 'COMPLETE BACKUP LISTED',
+                 rep2.get('status')), 'no complete backup', seen['frozen'], seen['snapshots'], seen['live_failed'],
+             'killed')
+
+
+def case_sigkill_in_lvcreate(c):
+    """Signal row on real LVM: SIGKILL of irisops-backup while a real lvcreate runs inside the freeze window; the
+    dead-man switch (armed before the freeze) thaws; the next run removes the snapshot that lvcreate finished."""
+    case = 'sigkill-during-lvcreate'
+    deadman = 20   # short, so the switch fires soon; the budget (deadman - freeze time - 2 s) still covers lvcreate 1
+    proc = start_backup(case, {'deadman_timeout': deadman})
+    pid, argv = wait_for_process(lambda a: 'lvcreate' in ' '.join(a[:2]) and any('_irisops_bkp' in x for x in a), 600,
+                                 'lvcreate of the run', stop=lambda: proc.poll() is not None)
+    t_kill = time.time()
+    proc.kill()
+    rc = proc.wait()
+    c.observed['killed_during'] = ' '.join(argv)
+    thawed_at = None
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if all(not (state_of(i).get('freeze')) for i in INSTANCES):
+            thawed_at = time.time()
+            break
+        time.sleep(0.2)
+    c.observed['thawed_after_s'] = round(thawed_at - t_kill, 1) if thawed_at else None
+    frozen = [i['name'] for i in INSTANCES if wd_status(i['name']) == 5]
+    try:
+        with open('/var/log/irisops-deadman.log') as f:
+            dlog = [ln.strip() for ln in f if case in ln or 'IRISA' in ln or 'IRISB' in ln][-6:]
+    except IOError:
+        dlog = []
+    c.observed['deadman_log'] = dlog
+    c.check('the run was killed (SIGKILL) during lvcreate', rc == -signal.SIGKILL, rc)
+    c.check('the dead-man switch thawed both instances (IsWDSuspendedExt 3)', thawed_at is not None and frozen == [],
+            'frozen %s after %s' % (frozen, c.observed['thawed_after_s']))
+    c.check('the dead-man switch log names the thaw',
+            any('IRISA' in ln for ln in dlog) and any('IRISB' in ln for ln in dlog),
+            dlog)
+    left = snapshots()
+    c.observed['left_by_kill'] = left
+    rc2, rep2, _err = run_backup(case + '-next', QUICK_VERIFY)
+    seen = c.look(paths=LOCK_PATHS, key='after-next-run')
+    rep2 = rep2 or {}
+    c.check('the next run succeeded', rc2 == 0 and rep2.get('status') == 'success', (rc2, rep2.get('error')))
+    c.check('no snapshot left after the next run\'s cleanup', seen['snapshots'] == [], seen['snapshots'])
+    c.check('nothing frozen, live databases consistent', seen['frozen'] == [] and seen['live_failed'] == 0, seen)
+    c.record('vmrig_signals', 'SIGKILL-lvcreate', 'SIGKILL of irisops-backup while a real lvcreate runs inside the '
+             'freeze window (deadman_timeout %d s); then the next run' % deadman, 'fail', rc != 0,
+             'killed by SIGKILL during lvcreate; dead-man switch thawed %s after %s s; next run %s' % (
+                 'IRISA, IRISB' if thawed_at else 'NOTHING', c.observed['thawed_after_s'], rep2.get('status')),
+             'dead-man switch thawed IRISA, IRISB', frozen, seen['snapshots'], seen['live_failed'], 'killed')
+
+
+def case_final_live(c):
+    """Old "After all cases": the live databases of the three instances are consistent."""
+    insts = INSTANCES + ([IRISC] if os.path.exists('/usr/local/etc/irisemu/IRISC.json') else [])
+    seen = c.look(insts=insts, key='after')
+    c.check('every live database is consistent (%s)' % ', '.join(i['name'] for i in insts), seen['live_failed'] == 0,
+            seen['live'])
+
+
+def case_lvm_module(c):
+    pause_load(['IRISA', 'IRISB'])   # nothing here depends on the write load: spare the VM's CPU
+    import lvm_module
+    lvm_module.run_checks(c)
+
+
+CASES = [
+    ('lvm-module', case_lvm_module),
+    ('full-backup', case_full_backup),
+    ('restore', case_restore),
+    ('second-run-and-lock', case_second_run_and_lock),
+    ('list', case_list),
+    ('prune-floor', case_prune_floor),
+    ('node-exporter', case_node_exporter),
+    ('torn-without-freeze', case_torn),
+    ('staggered', case_staggered),
+    ('freeze-lock-held', case_freeze_lock),
+    ('snapshot-overflow-during-copy', case_overflow),
+    ('mount-fails', case_mount_fails),
+    ('repository-full', case_repository_full),
+    ('vg-full-after-freeze', case_vg_full),
+    ('instance-down-during-freeze', case_instance_down),
+    ('freeze-fails-second-of-three', case_freeze_fails),
+    ('thaw-hangs-stat-fallback', case_thaw_hangs),
+    ('run-as-missing-user', case_run_as_missing),
+    ('wrong-repository-password', case_wrong_password),
+    ('sshd-host-down-at-start', case_sshd_down),
+    ('repository-unreachable-mid-copy', case_repo_unreachable),
+    ('killed-during-copy', case_killed_during_copy),
+    ('sigkill-during-lvcreate', case_sigkill_in_lvcreate),
+    ('final-live-check', case_final_live),
+]
+
+
+def main(argv):
+    if not os.path.isdir('/run/irisops-vmrig'):
+        os.makedirs('/run/irisops-vmrig')
+    sys.path.insert(0, RIG)
+    if argv[:1] == ['write-config']:
+        write_json(argv[1], BASE)
+        return 0
+    if argv[:1] == ['reset']:
+        reset()
+        return 0
+    if argv[:1] == ['golden-repository']:
+        return golden_repository()
+    if argv[:1] == ['list']:
+        print(' '.join(n for n, _f in CASES))
+        return 0
+    if argv[:1] == ['hold-freeze-lock']:
+        hold_freeze_lock(argv[1])
+        return 0
+    if argv[:1] == ['case'] and len(argv) == 2:
+        funcs = dict(CASES)
+        if argv[1] not in funcs:
+            sys.stderr.write('rig.py: unknown case %s (known: %s)\n' % (argv[1], ' '.join(funcs)))
+            return 2
+        c = Case(argv[1])
+        error = None
+        try:
+            c.observed['reset'] = reset()
+            funcs[argv[1]](c)
+        except Exception as exc:  # pylint: disable=broad-except
+            import traceback
+            error = '%s: %s\n%s' % (type(exc).__name__, exc, traceback.format_exc()[-2500:])
+            log(error)
+        sys.stdout.write('RIG-RESULT %s\n' % json.dumps(c.result(error), sort_keys=True, default=str))
+        sys.stdout.flush()
+        return 0
+    sys.stderr.write(__doc__)
+    return 2
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1:]))
