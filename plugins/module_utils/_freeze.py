@@ -270,8 +270,9 @@ def describe_holder(holder):
     if holder.get('run_id'):
         parts.append('run %s' % holder['run_id'])
     if holder.get('lease_until'):
-        parts.append('holding %s frozen under a lease until %s (its dead-man switch is due then)' % (
-            ', '.join(holder.get('instances') or []) or 'its instances', now_iso(holder['lease_until'])))
+        held = ', '.join(holder.get('instances') or []) or 'its instances'
+        parts.append('holding %s frozen under a lease until %s at the latest (it ends once its dead-man switches have '
+                     'fired or been disarmed and its holder is gone)' % (held, now_iso(holder['lease_until'])))
     return ', '.join(parts)
 
 
@@ -381,6 +382,13 @@ class FreezeLock(object):
         """Keep the instances frozen after this process: the owner record stays (with ``until``) and the flock is
         released.  Another freezer is refused until ``until`` unless it carries this token or forces."""
         self._write(lease_until=until, instances=list(instances))
+        self._unlock()
+
+    def keep_lease(self, record, instances):
+        """Leave the lease ``record`` in place for ``instances`` only (a thaw reached the others): its token,
+        caller, run id, holder and end stay; unlock."""
+        rec = dict(record, instances=list(instances))
+        write_atomic(self.owner_path, json.dumps(rec, indent=1, sort_keys=True), 0o600)
         self._unlock()
 
     def release(self, force=False):
@@ -1552,7 +1560,7 @@ def _thaw_held(instances, caller, options=None, token=None, force=False, runner=
     base = base or state_dir()
     lock = FreezeLock(caller, token=token or new_token(), directory=base)
     out = {'failed': False, 'msg': '', 'results': {}, 'thawed': [], 'refused': {}, 'still_frozen': [],
-           'went_down': [], 'invalid': {}, 'valid': None, 'run_id': None, 'forced': None}
+           'went_down': [], 'invalid': {}, 'valid': None, 'run_id': None, 'forced': None, 'unknown': {}}
     busy = None
     try:
         lock.acquire(wait=lock_wait, force=force, write=False)
@@ -1577,8 +1585,10 @@ def _thaw_held(instances, caller, options=None, token=None, force=False, runner=
     if run:
         out['run_id'] = run['run_id']
         engine.positions = dict(run.get('positions') or {})
+        # an instance an earlier (partial) thaw of this run already thawed has no switch of the run any more
         engine.switch_tokens = dict((n, t) for n, t in (run.get('switch_tokens') or {}).items()
-                                    if n in engine.by_name)
+                                    if n in engine.by_name and n not in (run.get('thawed') or []))
+        leased -= set(run.get('thawed') or [])
     states = engine.query(targets)
     verdicts = {}
     if run and check_validity:
@@ -1595,8 +1605,18 @@ def _thaw_held(instances, caller, options=None, token=None, force=False, runner=
             out['refused'][inst['name']] = 'frozen again by someone else after this freeze ended; left to them'
         elif st['frozen']:
             frozen.append(inst)
-        else:
+        elif st.get('timed_out'):
             unknown.append(inst)   # a hung query: frozen past ExternalFreezeTimeOut, or down (thaw() tells)
+        else:
+            # login refused, an error: a thaw session would fail the same way.  Down (qlist) holds no freeze;
+            # otherwise it is unknown, not "still frozen"
+            res = _iris.base_result(inst, 'thaw')
+            if _iris.went_down(runner, inst, res, st['msg']):
+                out['went_down'].append(inst['name'])
+                out['results'][inst['name']] = res
+            else:
+                out['unknown'][inst['name']] = st['msg']
+                out['results'][inst['name']] = dict(_iris.brief(st), changed=False, frozen=None, msg=st['msg'])
     done = engine.thaw(frozen, check_state=False)
     done.update(engine.thaw(unknown, check_state=True))
     for name, (r, _t) in done.items():
@@ -1611,29 +1631,72 @@ def _thaw_held(instances, caller, options=None, token=None, force=False, runner=
     # instance that is no longer frozen has nothing left to do
     for inst in targets:
         name = inst['name']
-        if name in out['still_frozen'] or name in out['refused']:
+        if name in out['still_frozen'] or name in out['refused'] or name in out['unknown']:
             continue
         if name in engine.switch_tokens:
-            if engine.disarm([name]) and check_validity and name not in out['invalid']:
+            fired = engine.disarm([name])
+            if fired and check_validity and name not in out['invalid']:
                 out['invalid'][name] = 'its dead-man switch fired before this thaw'
-            out['results'].setdefault(name, {})['deadman'] = engine.results[name].get('deadman')
+            out['results'].setdefault(name, {})['deadman'] = dict(engine.results[name].get('deadman') or {},
+                                                                  was_armed=not fired)
         elif not leased or name not in leased or force:
             out['results'].setdefault(name, {})['deadman'] = deadman_disarm(name, runner=runner,
                                                                             directory=deadman_dir(base))
+    # what of the lease is left: its instances this thaw did not reach, or left frozen
+    done_names = set(n for n in out['thawed'] + out['went_down'])
+    done_names |= set(n for n, r in out['results'].items() if r.get('frozen') is False)
+    remaining = sorted(n for n in leased if n not in done_names) if ours else []
     if run and check_validity:
-        out['valid'] = not out['invalid'] and not out['still_frozen']
-        engine.record('thawed', valid=out['valid'], invalid=out['invalid'], msg='thawed by %s' % caller)
+        update_run_record(run, base, caller, out, remaining)
+        out['valid'] = (None if remaining else not out['invalid'] and not out['still_frozen'])
     if lock.fd is not None:
-        if ours and out['still_frozen']:
-            lock._unlock()        # the lease stays: its freeze is not over, and its switch may still thaw it
+        if ours and remaining:
+            lock.keep_lease(record, remaining)     # the rest stays held, by the freeze that holds it
         elif ours or force or not lease_live(record, directory=base):
             lock.release(force=force)   # the freeze is over (or was abandoned): its record goes
         else:
             lock._unlock()        # another owner's lease: its instances were not touched
     out['thawed'].sort()
     out['msg'] = thaw_summary(out)
-    out['failed'] = bool(out['still_frozen'] or out['refused'] or out['invalid'])
+    out['failed'] = bool(out['still_frozen'] or out['refused'] or out['invalid'] or out['unknown'])
     return out
+
+
+def held_by_another(token=None, force=False, base=None):
+    """Read only (check mode): ``dict(instances, msg)`` of a live lease of another token that a thaw without
+    ``force`` would refuse to touch, or None."""
+    if force:
+        return None
+    try:
+        base = base or state_dir(create=False)
+    except StateDirError:
+        return None
+    lock = FreezeLock('check', token=token or new_token(), directory=base)
+    rec = lock.record()
+    if not rec or rec.get('token') == token or not lease_live(rec, directory=base):
+        return None
+    return {'instances': list(rec.get('instances') or []), 'msg': 'leased to %s' % describe_holder(rec)}
+
+
+def update_run_record(run, base, caller, out, remaining):
+    """Add this thaw's verdict to the record of the held run (its caller, instances and tokens stay as the freeze
+    wrote them): valid only once every instance of the run was thawed intact."""
+    rec = dict(run)
+    invalid = dict(rec.get('invalid') or {})
+    invalid.update(out['invalid'])
+    thawed = sorted(set(rec.get('thawed') or []) | set(out['thawed']))
+    rec.update(invalid=invalid, thawed=thawed, updated=now_iso(),
+               msg='thawed by %s%s' % (caller, (' (%s still held)' % ', '.join(remaining)) if remaining else ''))
+    if invalid or out['still_frozen']:
+        rec.update(state='thawed' if not remaining else 'partly thawed', valid=False)
+    elif remaining:
+        rec.update(state='partly thawed', valid=None)
+    else:
+        rec.update(state='thawed', valid=True)
+    try:
+        write_run_record(rec, base)
+    except (IOError, OSError, StateDirError):
+        pass
 
 
 def thaw_summary(out):
@@ -1646,6 +1709,10 @@ def thaw_summary(out):
             '%s: %s' % kv for kv in sorted(out['refused'].items())))
     if out['went_down']:
         parts.append('down (not frozen: a stopped instance holds no freeze): %s' % ', '.join(sorted(out['went_down'])))
+    if out.get('unknown'):
+        unknown = '; '.join('%s: %s' % kv for kv in sorted(out['unknown'].items()))
+        parts.append('cannot tell whether these are frozen, nothing done to them: %s. Next: fix the cause (run_as, '
+                     'the login) and run the thaw again' % unknown)
     if out['still_frozen']:
         parts.append('STILL FROZEN: %s (%s). Next: run `iris stat <instance> -W` as root now; users are blocked '
                      'while it stays frozen' % (', '.join(out['still_frozen']), ' | '.join(

@@ -506,7 +506,7 @@ def parse_thaw_log(text):
 
 #: Instance-log lines that mark a freeze starting and a write daemon resuming (IRIS 2021.1 messages.log, verbatim in
 #: the reference; "Write daemon resumed" after WDSuspendLimit / irisstat -W is UNCONFIRMED wording, matched loosely).
-#: The freeze engine counts them since a position to tell its own freeze from a later one (docs/unconfirmed.md 11).
+#: The freeze engine counts them since a position to tell its own freeze from a later one (docs/unconfirmed.md row 15).
 FREEZE_LOG_EVENTS = (
     ('suspending', re.compile(r'ExternalFreeze:\s+Suspending system')),
     ('suspended', re.compile(r'ExternalFreeze:\s+System suspended')),
@@ -1060,7 +1060,8 @@ def _now_iso():
     return now.isoformat() + 'Z'
 
 
-def _base_result(instance, action):
+def base_result(instance, action):
+    """The common fields of a session result (freeze, thaw, set_history, is_frozen) of ``instance``."""
     return {
         'instance': instance['name'], 'flavour': instance.get('flavour'), 'action': action,
         'changed': False, 'failed': False, 'rc': None, 'stdout': '', 'stderr': '', 'command': [],
@@ -1076,7 +1077,7 @@ def is_frozen(runner, instance, run_as=None, username=None, password=None, timeo
               current_user=None):
     """Query IsWDSuspendedExt.  Result has ``frozen`` True/False, or None with ``failed`` and ``msg`` on error."""
     run_as = _resolve_run_as(instance, run_as)
-    res = _base_result(instance, 'is_frozen')
+    res = base_result(instance, 'is_frozen')
     rc, out, err, argv, dur = session(runner, instance, is_wd_suspended_expr(), run_as=run_as, username=username,
                                       password=password, timeout=timeout, current_user=current_user)
     outcome, message = interpret_rc('is_wd_suspended', rc, out, err)
@@ -1116,7 +1117,7 @@ def freeze(runner, instance, log_file=None, text=None, switch_journal=None, exte
     result is failed; if the write daemon ended up suspended anyway it is thawed (``thawed_after_failure``).
     """
     run_as = _resolve_run_as(instance, run_as)
-    res = _base_result(instance, 'freeze')
+    res = base_result(instance, 'freeze')
     res['run_as'] = run_as
     res['already_frozen'] = False
     if check_state:
@@ -1213,7 +1214,7 @@ def qlist_status(runner, instance, timeout=DEFAULT_QUERY_TIMEOUT):
     return find_instance(parse_qlist(out, flavour=instance.get('flavour')), instance['name'])
 
 
-def _went_down(runner, instance, res, message):
+def went_down(runner, instance, res, message):
     """After a session that failed with an error (not a timeout): when qlist says the instance is down, mark
     ``res`` down and not frozen - a stopped instance holds no freeze - and return True."""
     status = qlist_status(runner, instance)
@@ -1235,7 +1236,7 @@ def thaw(runner, instance, log_file=None, timeout=DEFAULT_SESSION_TIMEOUT, run_a
     'stat -W' (the irisstat/cstat fallback, only with ``stat_fallback``).  An instance found down (qlist) when the
     thaw session fails is reported failed with ``down`` True and ``frozen`` False."""
     run_as = _resolve_run_as(instance, run_as)
-    res = _base_result(instance, 'thaw')
+    res = base_result(instance, 'thaw')
     res['run_as'] = run_as
     res['thawed_by'] = None
     state = None
@@ -1248,7 +1249,7 @@ def thaw(runner, instance, log_file=None, timeout=DEFAULT_SESSION_TIMEOUT, run_a
         if state['failed'] and not state.get('timed_out'):
             # Login refused / instance down: a thaw session would fail the same way.  Only fall through when
             # the query hung (the symptom of a freeze held past ExternalFreezeTimeOut).
-            if _went_down(runner, instance, res, state['msg']):
+            if went_down(runner, instance, res, state['msg']):
                 res.update(rc=state['rc'], stdout=state['stdout'], stderr=state['stderr'], command=state['command'],
                            duration_ms=state['duration_ms'])
                 return res
@@ -1275,7 +1276,7 @@ def thaw(runner, instance, log_file=None, timeout=DEFAULT_SESSION_TIMEOUT, run_a
         res.update(changed=True, frozen=False, thawed_by='ExternalThaw', thawed_at=_now_iso(),
                    msg='instance %s thawed (%s)' % (instance['name'], message))
         return res
-    if outcome == 'error' and rc is not None and _went_down(runner, instance, res, message):
+    if outcome == 'error' and rc is not None and went_down(runner, instance, res, message):
         return res
     if stat_fallback:
         stat_argv = build_stat_argv(instance, STAT_RESUME_ARGS, run_as=run_as, current_user=current_user)
@@ -1309,7 +1310,7 @@ def set_history(runner, instance, log_file=None, text=None, timeout=DEFAULT_SESS
                 username=None, password=None, check_state=True, tmp_dir=None, current_user=None):
     """Record an external backup with ExternalSetHistory; refused while the instance is frozen."""
     run_as = _resolve_run_as(instance, run_as)
-    res = _base_result(instance, 'set_history')
+    res = base_result(instance, 'set_history')
     res['run_as'] = run_as
     if check_state:
         state = _state_check(runner, instance, res, run_as, username, password, timeout, current_user)
@@ -1379,7 +1380,7 @@ def freeze_many(runner, instances, run_as=None, **kwargs):
         try:
             r = freeze(runner, inst, run_as=user_for(inst), **kwargs)
         except Exception as exc:  # a bug must not leave other instances frozen
-            r = _base_result(inst, 'freeze')
+            r = base_result(inst, 'freeze')
             r.update(failed=True, msg='freeze of instance %s raised %s: %s' % (inst['name'], type(exc).__name__, exc))
         with lock:
             results[inst['name']] = r

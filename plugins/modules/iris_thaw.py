@@ -271,6 +271,7 @@ def main():
     if module.check_mode:
         engine = _freeze.FreezeEngine(reachable, 'iris_thaw', p)
         failures = []
+        held = _freeze.held_by_another(token, p['force'])
         for name, state in sorted(engine.query(reachable).items()):
             entry = dict(changed=False, thawed_by=None, rc=state['rc'], command=state['command'],
                          stdout=state['stdout'], stderr=state['stderr'], duration_ms=state['duration_ms'],
@@ -278,6 +279,10 @@ def main():
             if state['failed']:
                 entry['msg'] = state['msg']
                 failures.append(state['msg'])
+            elif state['frozen'] and held and name in held['instances']:
+                entry['msg'] = 'instance %s would NOT be thawed (check mode): %s' % (name, held['msg'])
+                result['refused'][name] = held['msg']
+                failures.append(entry['msg'])
             elif state['frozen']:
                 entry['changed'] = True
                 entry['msg'] = 'instance %s would be thawed (check mode)' % name

@@ -788,15 +788,16 @@ class Hook(object):
                       '`irisops-hook --caller %s thaw` again or `iris stat <instance> -W`; exit %d' % (
                           what, ', '.join(failed), self.s['caller'], RC_ERROR))
             return RC_ERROR
+        if out['went_down']:
+            # the better explanation first: a stopped instance also makes its freeze "not intact"
+            log.error('%s finished: FAILED - %s went down during the backup: not frozen (a stopped instance holds no '
+                      'freeze), but not in this backup either; start it and take the backup again; exit %d' % (
+                          what, ', '.join(out['went_down']), RC_ERROR))
+            return RC_ERROR
         if out['invalid'] and action == 'thaw':
             log.error('%s finished: BACKUP INVALID for %s (%s); thawed %s; exit %d' % (
                 what, ', '.join(sorted(out['invalid'])), '; '.join('%s: %s' % kv for kv in sorted(
                     out['invalid'].items())), ', '.join(out['thawed']) or 'nothing', RC_ERROR))
-            return RC_ERROR
-        if out['went_down']:
-            log.error('%s finished: FAILED - %s went down during the backup: not frozen (a stopped instance holds no '
-                      'freeze), but not in this backup either; start it and take the backup again; exit %d' % (
-                          what, ', '.join(out['went_down']), RC_ERROR))
             return RC_ERROR
         log.info('%s finished: thawed %s in %.1f s; exit %d' % (
             what, ', '.join(out['thawed']) or 'nothing', self.elapsed(), self.rc_ok()))

@@ -711,3 +711,33 @@ def test_a_lease_ends_with_its_switches_when_its_holder_is_gone(rig):
                                                       cleanup=lambda: ([], []))
     assert not again['failed'], again['msg']
     assert res['lease']['token'] != again['token']
+
+
+def test_a_partial_thaw_keeps_the_rest_of_the_lease_and_the_run_record(rig):
+    host, iris, cache, instances, base = rig
+    res = _engine(rig, 'iris_freeze').hold()
+    token = res['lease']['token']
+    iris_only = [i for i in instances if i['name'] == 'IRIS']
+    out = _freeze.thaw_held(iris_only, 'iris_thaw', {}, token=token, base=base)
+    assert not out['failed'] and out['thawed'] == ['IRIS'] and out['valid'] is None and cache.frozen
+    rec = json.loads(open(os.path.join(base, _freeze.OWNER_NAME)).read())
+    assert rec['token'] == token and rec['instances'] == ['CACHE'] and rec['lease_until']
+    run = _freeze.read_run_record('r1', base)
+    assert run['caller'] == 'iris_freeze' and sorted(run['instances']) == ['CACHE', 'IRIS']
+    assert run['state'] == 'partly thawed' and run['valid'] is None and run['thawed'] == ['IRIS']
+    # another freezer is still refused: CACHE is held
+    again = _engine(rig, 'iris_lvm_snapshot').window(_steps(instances, 'a'), snapshot=lambda p, c: p)
+    assert again['failed'] and 'leased to iris_freeze' in again['msg']
+    out = _freeze.thaw_held(instances, 'iris_thaw', {}, token=token, base=base)
+    assert not out['failed'] and out['thawed'] == ['CACHE'] and out['valid'] is True
+    assert _freeze.run_validity('r1', base)[0] is True
+    assert not os.path.exists(os.path.join(base, _freeze.OWNER_NAME))
+
+
+def test_a_thaw_that_cannot_log_in_says_it_cannot_tell_not_still_frozen(rig):
+    host, iris, cache, instances, base = rig
+    iris.login_refused = True
+    out = _freeze.thaw_held(instances, 'iris_thaw', {}, base=base)
+    assert out['failed'] and out['still_frozen'] == [] and list(out['unknown']) == ['IRIS']
+    assert 'cannot tell whether these are frozen' in out['msg'] and 'STILL FROZEN' not in out['msg']
+    assert 'ExternalThaw IRIS' not in _events(host)
