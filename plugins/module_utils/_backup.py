@@ -1239,7 +1239,9 @@ def build_parser():
     s.add_argument('--json', action='store_true')
     s.add_argument('--run-id', help='the run to wait for: finished once its report is written')
     s.add_argument('--wait', type=int, default=0, help='wait up to this many seconds for the run to finish')
-    sub.add_parser('init', help='create the repository if it does not exist')
+    i = sub.add_parser('init', help='create the repository if it does not exist')
+    i.add_argument('--check', action='store_true',
+                   help='only check that the repository exists and the password opens it (exit 1 when not)')
     j = sub.add_parser('journals', help='ship the completed journal files of the instances into the repository')
     j.add_argument('--switch', action='store_true', help='switch to a new journal file first (closes the current one)')
     j.add_argument('--json', action='store_true')
@@ -1278,9 +1280,18 @@ def main(argv=None):
     try:
         repo = Repository(cfg)
         if args.command == 'init':
-            ok, _detail = repo.exists()
+            ok, (rc, err) = repo.exists()
             if ok:
                 _out('repository %s exists' % cfg['repository'])
+            elif args.check:
+                # restic 0.14 (Debian 12) says 'wrong password' and 'Is there a repository' with the same exit code:
+                # its last line is the reason an operator can act on.
+                lines = [ln for ln in (err or '').strip().splitlines() if ln.strip()]
+                sys.stderr.write('irisops-backup: repository %s cannot be opened (restic exit %s: %s). Next: check the '
+                                 'address, that this host reaches it, and the password; create a new repository with '
+                                 '`irisops-backup init` (lvm_backup_init_repository: true)\n'
+                                 % (cfg['repository'], rc, lines[-1] if lines else 'no message'))
+                return 1
             else:
                 repo.init()
                 _out('repository %s created (format 2, compressed)' % cfg['repository'])

@@ -240,3 +240,24 @@ def test_retention_keeps_the_floor_and_the_newest(rig, run_module):
     # a policy that would remove everything but the floor says 2: two stay
     failed, r = run_module(iris_backup, dict(args, run_id='k3', retention={'keep_last': 2}, min_keep=2))
     assert not failed and len(_snapshots(env, repo)) == 2
+
+
+@pytest.mark.parametrize('case', ['exists', 'missing', 'wrong-password'])
+def test_init_check_opens_the_repository_and_creates_nothing(rig, tmp_path, capsys, case):
+    """`irisops-backup init --check` (the lvm_backup role's check when it may not create the repository)."""
+    host, lvm, iris, args, env, repo = rig
+    cfg = dict(args)
+    if case == 'missing':
+        cfg['repository'] = str(tmp_path / 'no-repo')
+    if case == 'wrong-password':
+        (tmp_path / 'bad').write_text('wrong\n')
+        cfg['repository_password_file'] = str(tmp_path / 'bad')
+    (tmp_path / 'backup.json').write_text(json.dumps(cfg))
+    rc = _backup.main(['--config', str(tmp_path / 'backup.json'), 'init', '--check'])
+    out, err = capsys.readouterr()
+    if case == 'exists':
+        assert rc == 0 and 'exists' in out and err == ''
+    else:
+        assert rc == 1 and 'cannot be opened' in err and 'Next:' in err and cfg['repository'] in err, err
+        assert not os.path.exists(str(tmp_path / 'no-repo'))
+    assert host.session_calls('IRIS', 'ExternalFreeze') == []
