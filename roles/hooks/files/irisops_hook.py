@@ -424,8 +424,9 @@ def import_engine(lib_dir):
 
 
 class Hook(object):
-    def __init__(self, iris, freeze, settings, log, extra_arg=None):
+    def __init__(self, iris, freeze, settings, log, extra_arg=None, force=False):
         self.iris = iris
+        self.force = force
         self.engine = freeze
         self.s = settings
         self.log = log
@@ -628,7 +629,8 @@ class Hook(object):
                 if dm.get('armed'):
                     log.info('  %s: dead-man switch armed (%s, %s s): thaws it at %s UTC unless the thaw comes first'
                              % (name, dm.get('mechanism'), dm.get('seconds'), dm.get('fires_at')))
-            log.info('  Completed freeze of %s' % name)
+                # The line the legacy VMware scripts print, kept for log parsers: only for what this run froze
+                log.info('  Completed freeze of %s' % name)
         if res['failed']:
             still = list(res.get('still_frozen') or [])
             self._save_freeze_state(carried + [n for n in still if n not in carried], 'failed',
@@ -726,7 +728,8 @@ class Hook(object):
                                                                      self.user_of(inst)))
         opts = self.engine_options()
         opts['run_as'] = self.run_as_arg(targets)
-        out = self.engine.thaw_held(targets, self.caller_id(), opts, token=token) if targets else dict(
+        out = self.engine.thaw_held(targets, self.caller_id(), opts, token=token,
+                                    force=self.force) if targets else dict(
             results={}, thawed=[], refused={}, still_frozen=[], went_down=[], invalid={}, valid=None, msg='',
             run_id=None)
         failed = list(errors)
@@ -945,6 +948,9 @@ def build_parser():
                    help='seconds after which the dead-man switch thaws a freeze that got no thaw (0 = none)')
     p.add_argument('--no-syslog', dest='syslog', action='store_const', const='false')
     p.add_argument('--json', action='store_true', help='status: JSON output')
+    p.add_argument('--force', action='store_true',
+                   help='thaw/freezeFail: thaw even what another freezer holds (a live lease); only when that freezer '
+                        'is known to be gone')
     p.add_argument('--quiet', action='store_true', help='no output on stdout/stderr (log file and syslog only)')
     p.add_argument('--version', action='version', version='%(prog)s ' + VERSION)
     return p
@@ -967,7 +973,7 @@ def main(argv=None):
     hook = None
     try:
         iris, freeze = import_engine(settings['lib_dir'])
-        hook = Hook(iris, freeze, settings, log, extra_arg=args.script_arg)
+        hook = Hook(iris, freeze, settings, log, extra_arg=args.script_arg, force=args.force)
         if args.action == 'freeze':
             return hook.freeze()
         if args.action in ('thaw', 'freezeFail'):

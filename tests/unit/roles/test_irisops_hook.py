@@ -126,6 +126,7 @@ def test_a_failed_freeze_is_rolled_back_and_leaves_nothing(rig):
     assert run(rig, 'generic', 'freeze') == 1
     assert not iris.frozen and not cache.frozen
     assert 'no instance is left frozen by this run' in log(rig)
+    assert 'Completed freeze of' not in log(rig)       # the legacy scripts' line is only for what was frozen
     assert not [f for f in os.listdir(os.path.join(base, 'deadman')) if f.endswith('.json')]
     assert not os.path.exists(os.path.join(base, _freeze.OWNER_NAME))
 
@@ -138,6 +139,9 @@ def test_a_thaw_without_state_leaves_a_leased_freeze_alone(rig):
     assert not engine.hold()['failed'] and iris.frozen
     assert run(rig, 'generic', 'thaw', '--warning-rc', '2') == 2
     assert iris.frozen and cache.frozen and 'frozen by another freezer and left to it' in log(rig)
+    # --force: the operator knows the other freezer is gone
+    assert run(rig, 'manual', 'thaw', '--force') == 0
+    assert not iris.frozen and not cache.frozen
 
 
 def test_a_bad_configuration_freezes_nothing(rig, tmp_path):
