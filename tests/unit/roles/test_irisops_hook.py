@@ -66,6 +66,7 @@ def test_freeze_holds_a_lease_and_the_thaw_checks_and_releases_it(rig):
     st = state(rig, 'generic')
     assert iris.frozen and cache.frozen and sorted(st['frozen']) == ['CACHE', 'IRIS'] and st['lease'] and st['run_id']
     assert 'dead-man switch armed' in log(rig) and 'Freeze finished: frozen' in log(rig)
+    assert 'Completed freeze of IRIS' in log(rig) and 'Completed freeze of CACHE' in log(rig)
     assert run(rig, 'generic', 'thaw') == 0, log(rig)
     assert not iris.frozen and not cache.frozen and state(rig, 'generic') is None
     assert _freeze.run_validity(st['run_id'], rig[5])[0] is True
