@@ -233,6 +233,12 @@ class Drill(object):
                              'install a dedicated instance for drills (the restore_drill role does) and set '
                              'drill_instance' % (self.drill_instance_name, ', '.join(i['name'] for i in instances)
                                                  or 'none'))
+        if self.until:
+            try:
+                _journal.horolog(self.until)
+            except ValueError:
+                raise DrillError('nothing restored: until %r is not a time. Next: give YYYY-MM-DD HH:MM:SS, the local '
+                                 'time of the instance as its journal records it' % (self.until,))
         problems = overlap_problems(self.root, [i for i in instances if i is not drill])
         problems += overlap_problems(self.root, [drill]) if drill else []
         if problems:
@@ -275,6 +281,10 @@ class Drill(object):
                                  'database directory of %s is on a snapshotted LV' % (
                                      dbname, prod, backup['short_id'], target, self.instance))
             redirects.append((prod, target))
+        if not redirects:   # a journal restore without a redirect would apply the journal to the production paths
+            raise DrillError('nothing rolled forward: backup %s lists no journalled database of instance %s. Next: '
+                             'check the manifest (irisops-backup list --json) and that the databases are journalled, '
+                             'then take a new backup' % (backup['short_id'], self.instance))
         self.chown_for(drill, [restore_root, ship_root])
         # 4. the journal chain from the manifest's restore file on
         first = entry.get('journal_file')

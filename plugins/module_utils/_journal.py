@@ -173,15 +173,24 @@ def end_lines(ok_expr):
 
 
 def horolog(when):
-    """``"days,seconds"`` ($HOROLOG, local time of the instance) of a datetime, an epoch number, or a $H string.
-    A naive datetime is taken as the instance's wall clock; an aware one is converted to this machine's local time
-    (run on the instance's host)."""
+    """``"days,seconds"`` ($HOROLOG, local time of the instance) of a datetime, an epoch number, a $H string or a
+    ``YYYY-MM-DD HH:MM[:SS]`` string (the form the drill's ``until`` is given in).  A naive datetime (and such a
+    string) is taken as the instance's wall clock; an aware one is converted to this machine's local time (run on the
+    instance's host)."""
     if isinstance(when, str) and re.match(r'^\d+,\d+$', when.strip()):
         return when.strip()
+    if isinstance(when, str):
+        for fmt in ('%Y-%m-%d %H:%M:%S', '%Y-%m-%dT%H:%M:%S', '%Y-%m-%d %H:%M', '%Y-%m-%dT%H:%M'):
+            try:
+                when = datetime.datetime.strptime(when.strip(), fmt)
+                break
+            except ValueError:
+                continue
     if isinstance(when, (int, float)) and not isinstance(when, bool):
         when = datetime.datetime.fromtimestamp(when)
     if not isinstance(when, datetime.datetime):
-        raise ValueError('a time is a datetime, an epoch number or a $HOROLOG string, not %r' % (when,))
+        raise ValueError('a time is YYYY-MM-DD HH:MM:SS (the local time of the instance), a datetime, an epoch number '
+                         'or a $HOROLOG string, not %r' % (when,))
     if when.tzinfo is not None:
         when = when.astimezone().replace(tzinfo=None)
     days = (when.date() - datetime.date(1840, 12, 31)).days

@@ -36,3 +36,53 @@ def test_a_drill_directory_overlapping_an_instance_is_refused():
     above = _drill.overlap_problems('/iris', [inst])
     assert len(above) == 2           # above both the database and the journal directory
     assert _drill.overlap_problems('/usr/irissys2', [inst]) == []
+
+
+class _Repo(object):
+    """A repository with one verified backup whose manifest is given."""
+    base = ['restic', '--repo', '/srv/restic']
+
+    def __init__(self, manifest):
+        self.manifest = manifest
+        self.calls = []
+
+    def snapshots(self, host=None, tags=None):
+        return [{'id': 'abcdef0123456789', 'time': '2026-12-07T02:30:12Z', 'paths': ['/run/irisops/backup/mnt'],
+                 'tags': ['irisops', 'verified', 'run=r1', 'instance=IRISA']}]
+
+    def dump(self, snapshot_id, path):
+        import json
+        return json.dumps(self.manifest)
+
+    def run(self, argv, timeout=None, data=None):
+        self.calls.append(argv)
+        return 0, '[]', ''
+
+
+def _drill_host(monkeypatch):
+    drill = {'name': 'DRILL', 'status': 'running', 'ready': True, 'install_dir': '/usr/drill'}
+    monkeypatch.setattr(_drill._iris, 'discover_instances', lambda *a, **k: ([drill], []))
+
+    def no_session(*a, **k):
+        raise AssertionError('no IRIS session may run')
+    monkeypatch.setattr(_drill._iris, 'run_script', no_session)
+
+
+def test_an_until_that_is_no_time_is_refused_before_anything_is_restored(monkeypatch, tmp_path):
+    _drill_host(monkeypatch)
+    repo = _Repo({})
+    rep = _drill.Drill(repo, {}, 'iris01', 'IRISA', until='yesterday', drill_instance='DRILL',
+                       root=str(tmp_path)).run()
+    assert rep['status'] == 'failed' and rep['error'].startswith("nothing restored: until 'yesterday' is not a time")
+    assert repo.calls == []
+
+
+def test_a_backup_without_a_journalled_database_is_not_rolled_forward(monkeypatch, tmp_path):
+    _drill_host(monkeypatch)
+    manifest = {'instances': {'IRISA': {'databases': {'USER': '/iris/dba/user'}, 'not_journalled': ['/iris/dba/user'],
+                                        'journal_file': '/iris/jrn/20261207.001'}}, 'volumes': MANIFEST['volumes']}
+    rep = _drill.Drill(_Repo(manifest), {}, 'iris01', 'IRISA', until='2026-12-07 03:00:00', drill_instance='DRILL',
+                       root=str(tmp_path)).run()
+    assert rep['status'] == 'failed'
+    assert rep['error'].startswith('nothing rolled forward: backup abcdef01 lists no journalled database of instance '
+                                   'IRISA'), rep['error']

@@ -41,9 +41,12 @@ def test_horolog():
     # 2024-04-26 15:38:32 (the time of the documented restore transcript)
     assert _journal.horolog(datetime.datetime(2024, 4, 26, 15, 38, 32)) == '66956,56312'
     assert _journal.horolog('66956,56312') == '66956,56312'
+    # the form the drill's until is documented in (iris_restore_drill, irisops-backup drill --until)
+    assert _journal.horolog('2024-04-26 15:38:32') == '66956,56312'
+    assert _journal.horolog('2024-04-26T15:38') == '66956,56280'
     epoch = 1714145912.0
     assert _journal.horolog(epoch) == _journal.horolog(datetime.datetime.fromtimestamp(epoch))
-    for bad in (True, 'yesterday', None):
+    for bad in (True, 'yesterday', None, '2024-13-01 00:00:00'):
         with pytest.raises(ValueError):
             _journal.horolog(bad)
 
