@@ -77,8 +77,8 @@ def main():
         print('database %s (%d blocks of %d bytes), %d day(s), %d blocks (%.1f%%) changed per day, %s, restic %s' % (
             mib(size), blocks, args.block, args.days, per_day, 100.0 * per_day / blocks, args.pattern,
             subprocess.run([restic, 'version'], stdout=subprocess.PIPE, universal_newlines=True).stdout.split()[1]))
-        print('%-4s %10s %14s %16s %16s %8s' % ('day', 'changed', 'restic added', 'repository', 'plain copies',
-                                                 'seconds'))
+        header = ('day', 'changed', 'restic added', 'repository', 'plain copies', 'seconds')
+        print('%-4s %10s %14s %16s %16s %8s' % header)
         plain = 0
         for day in range(1, args.days + 1):
             changed = 0
