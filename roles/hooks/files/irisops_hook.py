@@ -9,7 +9,9 @@
 """irisops-hook: freeze and thaw the InterSystems IRIS / Cache instances of this host around a snapshot.
 
 Called by VMware Tools (pre-freeze-script, post-thaw-script, backupScripts.d), Azure Backup (ScriptRunner
-pre/post scripts) or any backup tool (generic pre/post pair):
+pre/post scripts), AWS Data Lifecycle Manager (an SSM command document's pre-script/post-script), the Compute
+Engine guest agent (/etc/google/snapshots/pre.sh and post.sh of a guest-flush snapshot) or any backup tool
+(generic pre/post pair):
 
     irisops-hook [options] freeze      [scriptArg]   freeze all selected running instances, all or nothing
     irisops-hook [options] thaw        [scriptArg]   thaw what the matching freeze froze (+ ExternalSetHistory)
@@ -18,7 +20,9 @@ pre/post scripts) or any backup tool (generic pre/post pair):
     irisops-hook [options] check                     configuration and library self-test; freezes nothing
 
 Exit status: 0 success, 1 failure (for ``freeze``: nothing is left frozen), the warning status (option
---warning-rc, 0 unless set; the Azure scripts use 2) when the run succeeded with a warning.
+--warning-rc, 0 unless set; the Azure scripts use 2) when the run succeeded with a warning.  --exit-codes NAME
+replaces these by the codes a framework expects for each outcome (EXIT_CODES; the AWS DLM entry point uses
+aws-dlm).
 
 ``freeze`` and ``thaw`` are the collection's freeze engine (_freeze.py, installed next to this file): the freeze
 takes the host freeze lock and keeps it as a lease until the thaw (another freezer is refused meanwhile; a VMware
@@ -32,6 +36,7 @@ it thaws and disarms; a thaw that finds it was not reports BACKUP INVALID and ex
 from __future__ import absolute_import, division, print_function
 
 import argparse
+import calendar
 import concurrent.futures
 import configparser
 import errno
@@ -88,6 +93,24 @@ ACTIONS = ('freeze', 'thaw', 'freezeFail', 'status', 'check')
 #: pre-freeze-script and the backupScripts.d entries for the same quiesce, and thaws in reverse order, so the first
 #: one's thaw comes last.  Any other overlap is refused by the host freeze lock.
 NESTABLE = {'vmware-backupscripts': ('vmware-legacy',), 'vmware-legacy': ('vmware-backupscripts',)}
+
+
+#: --exit-codes NAME: the exit status a framework expects for each outcome of freeze/thaw/freezeFail.  An outcome
+#: that is not listed keeps the usual status (0, 1 or --warning-rc).  Outcomes: not_ready = freeze: nothing was
+#: attempted (an instance down or unknown, a session user missing, the state of an instance cannot be asked, another
+#: freezer holds the host freeze lock, the switch cannot be armed, a broken installation); freeze_failed = freeze:
+#: ExternalFreeze was attempted and failed (what this run froze is thawed again); thaw_failed = thaw: an instance
+#: not thawed or down, or the backup is invalid; switch_fired = thaw: a dead-man switch of the freeze was due before
+#: the thaw started (the instances were thawed under the snapshot); no_freeze = thaw: no state file (no freeze of
+#: this caller, or its state was lost).
+#: aws-dlm: the codes of AWS's sample SSM documents for Data Lifecycle Manager pre/post scripts ("Error codes will
+#: inform Data Lifecycle Manager of the type of error ... emitted via EventBridge events in the 'cause' field":
+#: 201 pre-script failed, 202 post-script failed, 203 auto thaw occurred before the post-script, 204 pre-script
+#: while a post-script was expected, 205 post-script while a pre-script was expected, 206 application not ready).
+#: 204 is not used: a freeze that finds its own earlier freeze never thawed carries it (warning, docs/hooks.md).
+EXIT_CODES = {
+    'aws-dlm': {'not_ready': 206, 'freeze_failed': 201, 'thaw_failed': 202, 'switch_fired': 203, 'no_freeze': 205},
+}
 
 
 class HookError(Exception):
@@ -435,6 +458,8 @@ class Hook(object):
         self.session_timeout = session_timeout_for(settings)
         self.store = StateStore(settings['state_dir'], settings['caller'])
         self.warnings = 0
+        #: the outcome of a freeze/thaw for --exit-codes (None: the usual exit status), see EXIT_CODES
+        self.outcome = None
 
     # -- helpers ----------------------------------------------------------------------------------------------
 
@@ -581,6 +606,7 @@ class Hook(object):
             for e in errors:
                 log.error(e)
             self._save_freeze_state(carried, 'refused', lease=token)
+            self.outcome = 'not_ready'
             log.error('Freeze finished: nothing was frozen (%d problem(s) above); exit %d' % (len(errors), RC_ERROR))
             return RC_ERROR
         if not selected:
@@ -632,6 +658,9 @@ class Hook(object):
                 # The line the legacy VMware scripts print, kept for log parsers: only for what this run froze
                 log.info('  Completed freeze of %s' % name)
         if res['failed']:
+            # ExternalFreeze attempted on any instance (the lock, a state query or the switch can stop a run before)
+            attempted = any((engine.results.get(i['name']) or {}).get('freeze') for i in selected)
+            self.outcome = 'freeze_failed' if attempted else 'not_ready'
             still = list(res.get('still_frozen') or [])
             self._save_freeze_state(carried + [n for n in still if n not in carried], 'failed',
                                     lease=engine.token if still else token, run_id=engine.run_id)
@@ -650,6 +679,25 @@ class Hook(object):
         log.info('Freeze finished: frozen %s in %.1f s (run %s); exit %d'
                  % (', '.join(frozen_now) or 'nothing new', self.elapsed(), engine.run_id, self.rc_ok()))
         return self.rc_ok()
+
+    @staticmethod
+    def _switch_was_due(state, now=None):
+        """True when a dead-man switch armed by the freeze of ``state`` was due before now (the thaw's start)."""
+        now = time.time() if now is None else now
+        for fires_at in ((state or {}).get('deadman') or {}).values():
+            try:
+                due = calendar.timegm(time.strptime(str(fires_at), '%Y-%m-%dT%H:%M:%SZ'))
+            except ValueError:
+                continue
+            if due <= now:
+                return True
+        return False
+
+    def _failed(self, switch_due):
+        """The outcome of a failed thaw: the switch fired under the snapshot, or the thaw itself failed."""
+        if self.outcome is None:
+            self.outcome = 'switch_fired' if switch_due else 'thaw_failed'
+        return RC_ERROR
 
     def _save_freeze_state(self, names, result, deadman=None, lease=None, run_id=None, nested_in=None):
         data = {
@@ -680,6 +728,9 @@ class Hook(object):
             '; script argument %r' % self.extra_arg if self.extra_arg else ''))
         self.store.lock(min(30, max(5, self.s['time_budget'] // 10)))
         state = self.store.read()
+        switch_due = self._switch_was_due(state)
+        if state is None or state.get('frozen') is None:
+            self.outcome = 'no_freeze'
         if state is not None and state.get('nested_in'):
             self.store.remove()
             log.info('%s finished: the freeze of this caller was nested inside the one of %s, whose thaw script '
@@ -790,18 +841,18 @@ class Hook(object):
             log.error('%s finished: FAILED for %s - users are blocked while an instance stays frozen: run '
                       '`irisops-hook --caller %s thaw` again or `iris stat <instance> -W`; exit %d' % (
                           what, ', '.join(failed), self.s['caller'], RC_ERROR))
-            return RC_ERROR
+            return self._failed(switch_due)
         if out['went_down']:
             # the better explanation first: a stopped instance also makes its freeze "not intact"
             log.error('%s finished: FAILED - %s went down during the backup: not frozen (a stopped instance holds no '
                       'freeze), but not in this backup either; start it and take the backup again; exit %d' % (
                           what, ', '.join(out['went_down']), RC_ERROR))
-            return RC_ERROR
+            return self._failed(switch_due)
         if out['invalid'] and action == 'thaw':
             log.error('%s finished: BACKUP INVALID for %s (%s); thawed %s; exit %d' % (
                 what, ', '.join(sorted(out['invalid'])), '; '.join('%s: %s' % kv for kv in sorted(
                     out['invalid'].items())), ', '.join(out['thawed']) or 'nothing', RC_ERROR))
-            return RC_ERROR
+            return self._failed(switch_due)
         log.info('%s finished: thawed %s in %.1f s; exit %d' % (
             what, ', '.join(out['thawed']) or 'nothing', self.elapsed(), self.rc_ok()))
         return self.rc_ok()
@@ -944,6 +995,8 @@ def build_parser():
                    help='record the backup with ExternalSetHistory after a successful thaw')
     p.add_argument('--no-set-history', dest='set_history', action='store_const', const='false')
     p.add_argument('--warning-rc', dest='warning_rc', help='exit status for success with warnings')
+    p.add_argument('--exit-codes', dest='exit_codes', choices=sorted(EXIT_CODES),
+                   help='exit status of each outcome as the calling framework expects it (freeze/thaw/freezeFail)')
     p.add_argument('--deadman-timeout', dest='deadman_timeout',
                    help='seconds after which the dead-man switch thaws a freeze that got no thaw (0 = none)')
     p.add_argument('--no-syslog', dest='syslog', action='store_const', const='false')
@@ -956,13 +1009,25 @@ def build_parser():
     return p
 
 
+def exit_status(table, action, rc, outcome):
+    """The exit status of ``action`` under --exit-codes ``table`` (None: ``rc`` unchanged), see EXIT_CODES.  A run
+    that failed without an outcome of its own (a configuration or installation error, an unexpected exception) is
+    ``not_ready`` for a freeze and ``thaw_failed`` for a thaw."""
+    codes = EXIT_CODES.get(table or '')
+    if not codes or action not in ('freeze', 'thaw', 'freezeFail'):
+        return rc
+    if outcome is None and rc == RC_ERROR:
+        outcome = 'not_ready' if action == 'freeze' else 'thaw_failed'
+    return codes.get(outcome, rc) if outcome else rc
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings(args)
     except HookError as exc:
         sys.stderr.write('irisops-hook: %s\n' % exc)
-        return RC_ERROR
+        return exit_status(args.exit_codes, args.action, RC_ERROR, None)
     quiet = args.quiet or args.action in ('status', 'check')
     log = Logger(settings['log_file'] if args.action in ('freeze', 'thaw', 'freezeFail') else None,
                  settings['caller'], use_syslog=settings['syslog'] and args.action in ('freeze', 'thaw', 'freezeFail'),
@@ -971,28 +1036,35 @@ def main(argv=None):
         sys.stderr.write('irisops-hook: cannot write the log file %s; logging to syslog/stdout only\n'
                          % log.file_error)
     hook = None
+    rc, outcome = RC_ERROR, None
     try:
         iris, freeze = import_engine(settings['lib_dir'])
         hook = Hook(iris, freeze, settings, log, extra_arg=args.script_arg, force=args.force)
         if args.action == 'freeze':
-            return hook.freeze()
-        if args.action in ('thaw', 'freezeFail'):
-            return hook.thaw(args.action)
-        if args.action == 'status':
-            return hook.status(as_json=args.json)
-        return hook.check()
+            rc = hook.freeze()
+        elif args.action in ('thaw', 'freezeFail'):
+            rc = hook.thaw(args.action)
+        elif args.action == 'status':
+            rc = hook.status(as_json=args.json)
+        else:
+            rc = hook.check()
+        outcome = hook.outcome
     except HookError as exc:
         log.error('%s: %s; exit %d' % (args.action, exc, RC_ERROR))
         if args.action in ('status', 'check'):
             sys.stderr.write('irisops-hook: %s\n' % exc)
-        return RC_ERROR
+        outcome = 'not_ready' if args.action == 'freeze' else None
     except Exception as exc:  # pragma: no cover - last line of defence: a hook must not die silently
         log.error('%s: unexpected %s: %s; exit %d' % (args.action, type(exc).__name__, exc, RC_ERROR))
-        return RC_ERROR
+        outcome = 'freeze_failed' if args.action == 'freeze' else None
     finally:
         if hook is not None:
             hook.store.unlock()
-        log.close()
+    status = exit_status(args.exit_codes, args.action, rc, outcome)
+    if status != rc:
+        log.info('exit status %d for %s (outcome %s)' % (status, args.exit_codes, outcome or 'failed'))
+    log.close()
+    return status
 
 
 if __name__ == '__main__':

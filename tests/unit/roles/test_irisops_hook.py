@@ -151,3 +151,74 @@ def test_a_bad_configuration_freezes_nothing(rig, tmp_path):
     bad.write_text('[irisops-hook]\nsession_timeout = soon\n')
     assert hook.main(['--config', str(bad), '--caller', 'generic', '--quiet', 'freeze']) == 1
     assert host.session_calls() == [] and not iris.frozen
+
+
+# --exit-codes aws-dlm: the codes of AWS's DLM sample SSM documents (201 pre failed, 202 post failed, 203 auto
+# thaw before the post, 205 post without pre, 206 not ready); the log keeps the usual line and says which code.
+
+def test_aws_dlm_codes_of_a_normal_pair_are_zero(rig):
+    host, iris, cache = rig[:3]
+    assert run(rig, 'aws-dlm', 'freeze', '--exit-codes', 'aws-dlm') == 0
+    assert iris.frozen and cache.frozen
+    assert run(rig, 'aws-dlm', 'thaw', '--exit-codes', 'aws-dlm') == 0
+    assert not iris.frozen and not cache.frozen and 'exit status' not in log(rig)
+
+
+def test_aws_dlm_a_freeze_that_was_attempted_and_failed_is_201(rig):
+    host, iris, cache = rig[:3]
+    cache.freeze_rc = 3
+    assert run(rig, 'aws-dlm', 'freeze', '--exit-codes', 'aws-dlm') == 201
+    assert not iris.frozen and not cache.frozen
+    assert 'exit status 201 for aws-dlm (outcome freeze_failed)' in log(rig)
+
+
+def test_aws_dlm_nothing_attempted_is_206(rig):
+    host, iris, cache = rig[:3]
+    # another freezer holds the host freeze lock: refused before any ExternalFreeze
+    assert run(rig, 'generic', 'freeze') == 0
+    assert run(rig, 'aws-dlm', 'freeze', '--exit-codes', 'aws-dlm') == 206
+    assert len(host.session_calls('IRIS', 'ExternalFreeze')) == 1
+    assert run(rig, 'generic', 'thaw') == 0
+    # a named instance that does not exist
+    assert run(rig, 'aws-dlm', 'freeze', '--exit-codes', 'aws-dlm', '--instances', 'NOSUCH') == 206
+    assert 'outcome not_ready' in log(rig) and not iris.frozen
+
+
+def test_aws_dlm_a_bad_configuration_is_206_for_the_pre_and_202_for_the_post(rig, tmp_path):
+    bad = tmp_path / 'bad.conf'
+    bad.write_text('[irisops-hook]\nsession_timeout = soon\n')
+    args = ['--config', str(bad), '--caller', 'aws-dlm', '--quiet', '--exit-codes', 'aws-dlm']
+    assert hook.main(args + ['freeze']) == 206
+    assert hook.main(args + ['thaw']) == 202
+
+
+def test_aws_dlm_a_post_without_pre_is_205(rig):
+    host, iris, cache = rig[:3]
+    assert run(rig, 'aws-dlm', 'thaw', '--exit-codes', 'aws-dlm') == 205
+    assert 'exit status 205 for aws-dlm (outcome no_freeze)' in log(rig)
+    # without the table the same thaw is a success with a warning
+    assert run(rig, 'aws-dlm', 'thaw', '--warning-rc', '2') == 2
+
+
+def test_aws_dlm_a_post_after_the_switch_was_due_is_203_else_202(rig):
+    host, iris, cache, conf, tmp_path, base = rig
+    assert run(rig, 'aws-dlm', 'freeze', '--exit-codes', 'aws-dlm') == 0
+    path = tmp_path / 'hookstate' / 'aws-dlm.json'
+    st = json.loads(path.read_text())
+    st['deadman'] = dict((n, '2001-01-01T00:00:00Z') for n in st['deadman'])   # due long ago
+    path.write_text(json.dumps(st))
+    os.unlink(os.path.join(base, 'deadman', 'IRIS.json'))      # the switch fired and thawed IRIS
+    iris.frozen = False
+    assert run(rig, 'aws-dlm', 'thaw', '--exit-codes', 'aws-dlm') == 203
+    assert 'BACKUP INVALID' in log(rig) and 'outcome switch_fired' in log(rig) and not cache.frozen
+    # the same torn freeze with its switches not due yet (the write daemon resumed by someone else): 202
+    assert run(rig, 'aws-dlm', 'freeze', '--exit-codes', 'aws-dlm') == 0
+    iris.frozen = False
+    assert run(rig, 'aws-dlm', 'thaw', '--exit-codes', 'aws-dlm') == 202
+
+
+def test_switch_was_due_reads_the_fires_at_of_the_state():
+    due = hook.Hook._switch_was_due
+    assert due({'deadman': {'IRIS': '2026-01-01T00:00:10Z'}}, now=1767225610) is True
+    assert due({'deadman': {'IRIS': '2026-01-01T00:00:11Z'}}, now=1767225610) is False
+    assert due({'deadman': {'IRIS': 'garbage'}}) is False and due(None) is False and due({}) is False
