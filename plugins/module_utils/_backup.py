@@ -45,6 +45,7 @@ try:
     from ansible_collections.irisops.backup.plugins.module_utils import _iris
     from ansible_collections.irisops.backup.plugins.module_utils import _lvm
     from ansible_collections.irisops.backup.plugins.module_utils import _restic
+    from ansible_collections.irisops.backup.plugins.module_utils import _restore
     from ansible_collections.irisops.backup.plugins.module_utils import _run
     from ansible_collections.irisops.backup.plugins.module_utils import _snapset
 except ImportError:  # an on-host copy: the engine files side by side
@@ -55,6 +56,7 @@ except ImportError:  # an on-host copy: the engine files side by side
     import _iris  # pylint: disable=import-error
     import _lvm  # pylint: disable=import-error
     import _restic  # pylint: disable=import-error
+    import _restore  # pylint: disable=import-error
     import _run  # pylint: disable=import-error
     import _snapset  # pylint: disable=import-error
 
@@ -64,7 +66,7 @@ VERSION = '1.0.0'
 DEFAULT_CONFIG = '/etc/irisops/backup.json'
 #: The engine files a host needs for irisops-backup (the role copies them to /usr/local/lib/irisops).
 ENGINE_FILES = ('_run.py', '_iris.py', '_lvm.py', '_freeze.py', '_snapset.py', '_restic.py', '_journal.py', '_drill.py',
-                '_backup.py')
+                '_restore.py', '_backup.py')
 #: Name of the systemd credential that holds the repository password (LoadCredential[Encrypted]=).
 PASSWORD_CREDENTIAL = 'restic-password'
 IRIS_PASSWORD_CREDENTIAL = 'iris-password'
@@ -1254,6 +1256,16 @@ def build_parser():
                    'drill_instance)')
     d.add_argument('--keep', action='store_true', help='keep the restored files (for a look after the drill)')
     d.add_argument('--json', action='store_true')
+    rs = sub.add_parser('restore', help='REAL restore of an instance of this host from a verified backup (the instance '
+                        'must be down; its current directories are kept aside)')
+    rs.add_argument('--instance', required=True, help='the instance to restore')
+    rs.add_argument('--backup', help='restic snapshot id or run id (default: the newest verified backup)')
+    rs.add_argument('--until', help='roll forward only to this time (YYYY-MM-DD HH:MM:SS, the instance\'s local time)')
+    rs.add_argument('--confirm', help='the instance name again: nothing is restored without it')
+    rs.add_argument('--recover-only', action='store_true',
+                    help='only roll back (or finish) an interrupted restore of the instance; restore nothing new')
+    rs.add_argument('--dry-run', action='store_true', help='check everything and print the plan; change nothing')
+    rs.add_argument('--json', action='store_true')
     return p
 
 
@@ -1334,6 +1346,13 @@ def main(argv=None):
                     rep.setdefault('warnings', []).append('metrics not written: %s' % exc)
             _out(json.dumps(rep, indent=1, sort_keys=True, default=str) if args.json else _drill.drill_text(rep))
             return 0 if rep['status'] == 'success' else 1
+        if args.command == 'restore':
+            res = _restore.Restore(repo, cfg, args.instance, confirm=args.confirm, backup_id=args.backup,
+                                   until=args.until, host=host_name(cfg), recover_only=args.recover_only,
+                                   backup_lock=RunLock(_freeze.state_dir()), emit=_emit_stderr)
+            rep = res.preview() if args.dry_run else res.run()
+            _out(json.dumps(rep, indent=1, sort_keys=True, default=str) if args.json else _restore.restore_text(rep))
+            return 0 if rep['status'] in ('success', 'planned') else 1
         if args.command == 'check':
             rc, out, err, _argv = repo.check(cfg['verify_read_data_subset'] or None)
             sys.stdout.write(out)

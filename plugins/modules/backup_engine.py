@@ -91,11 +91,13 @@ from ansible_collections.irisops.backup.plugins.module_utils import _iris
 from ansible_collections.irisops.backup.plugins.module_utils import _journal
 from ansible_collections.irisops.backup.plugins.module_utils import _lvm
 from ansible_collections.irisops.backup.plugins.module_utils import _restic
+from ansible_collections.irisops.backup.plugins.module_utils import _restore
 from ansible_collections.irisops.backup.plugins.module_utils import _run
 from ansible_collections.irisops.backup.plugins.module_utils import _snapset
 
 MODULES = {'_run.py': _run, '_iris.py': _iris, '_lvm.py': _lvm, '_freeze.py': _freeze, '_snapset.py': _snapset,
-           '_restic.py': _restic, '_journal.py': _journal, '_drill.py': _drill, '_backup.py': _backup}
+           '_restic.py': _restic, '_journal.py': _journal, '_drill.py': _drill, '_restore.py': _restore,
+           '_backup.py': _backup}
 
 WRAPPER = '''#!/bin/sh
 # irisops-backup: the on-host backup engine of the irisops.backup collection (installed by its backup_engine module;
