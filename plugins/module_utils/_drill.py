@@ -230,9 +230,9 @@ class Drill(object):
         drill = _iris.find_instance(instances, self.drill_instance_name or '')
         if drill is None:
             raise DrillError('nothing restored: the drill instance %r is not installed on this host (known: %s). Next: '
-                             'install a dedicated instance for drills (the restore_drill role does) and set '
-                             'drill_instance' % (self.drill_instance_name, ', '.join(i['name'] for i in instances)
-                                                 or 'none'))
+                             'install a dedicated IRIS instance for drills on this host (no role installs one) and set '
+                             'drill_instance (restore_drill_instance)'
+                             % (self.drill_instance_name, ', '.join(i['name'] for i in instances) or 'none'))
         if self.until:
             try:
                 _journal.horolog(self.until)
@@ -349,7 +349,9 @@ class Drill(object):
         except ValueError:
             manifest = None
         if not manifest:
-            raise DrillError('backup %s has no readable manifest' % snap['id'][:8])
+            raise DrillError('nothing restored: backup %s has no readable manifest (.irisops/manifest.json). Next: '
+                             'drill another backup (backup=, irisops-backup list shows them) and take a new one'
+                             % snap['id'][:8])
         return {'id': snap['id'], 'short_id': snap['id'][:8], 'time': snap.get('time'),
                 'run_id': (_restic.snapshot_tags(snap).get('run') or [None])[0], 'manifest': manifest}
 
@@ -391,7 +393,8 @@ class Drill(object):
         control = drill.get('control_cmd') or 'iris'
         rc, out, err = _run.run([control, 'start', drill['name'], 'quietly'], timeout=600)
         if rc != 0:
-            raise DrillError('cannot start the drill instance %s: %s' % (drill['name'], (err or out).strip()))
+            raise DrillError('cannot start the drill instance %s: %s. Next: start it by hand (iris start %s) and read '
+                             'its messages.log' % (drill['name'], (err or out).strip(), drill['name']))
         self.we_started = True
         self.report['drill_instance_started'] = True
 

@@ -275,7 +275,8 @@ def diagnose(rc, stderr):
     if 'wrong password' in low or 'no key found' in low:
         return 'wrong repository password (no key in the repository opens with it): check the password file/credential'
     if 'is there a repository at the following location' in low or 'unable to open config file' in low:
-        return 'no repository at that location: initialise it (irisops-backup init, or the role with init_repository)'
+        return ('no repository at that location: initialise it (irisops-backup init, or the lvm_backup role with '
+                'lvm_backup_init_repository: true)')
     if 'no space left on device' in low or 'disk quota exceeded' in low:
         return 'the repository is full: free space or prune older backups, then run again'
     if 'connection closed' in low or 'ssh' in low and ('refused' in low or 'timed out' in low or 'reset' in low) or \
