@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Golden set-up of the VM rig (runs INSIDE the VM, once per boot, as root; tests/vm/run.py unpacks the rig into
 # /opt/irisops-vmrig and runs this in the same ssh call):
 #

@@ -668,8 +668,8 @@ def test_a_window_switch_that_fires_removes_the_snapshots_of_its_run(rig, monkey
 
     class FakeLvm(object):
         def lvs(self):
-            mk = lambda name, tags: type('LV', (), dict(is_snapshot=True, tags=tags, vg='vg', name=name,  # noqa: E731
-                                                        full_name='vg/' + name))()
+            def mk(name, tags):
+                return type('LV', (), dict(is_snapshot=True, tags=tags, vg='vg', name=name, full_name='vg/' + name))()
             return [mk('a_snap', ['irisops_snapshot', 'irisops_run_r1']), mk('b_snap', ['irisops_run_other'])]
 
         def mountinfo(self):
@@ -708,7 +708,7 @@ def test_a_lease_ends_with_its_switches_when_its_holder_is_gone(rig):
     assert not _freeze.lease_live(rec, directory=base)
     iris.frozen = cache.frozen = False
     again = _engine(rig, 'iris_lvm_snapshot').window(_steps(instances, 'a'), snapshot=lambda p, c: p,
-                                                      cleanup=lambda: ([], []))
+                                                     cleanup=lambda: ([], []))
     assert not again['failed'], again['msg']
     assert res['lease']['token'] != again['token']
 
