@@ -1319,9 +1319,9 @@ def case_thaw_hangs(c):
     rc, rep, seen, ctx = failing_case(
         c, case, 'ExternalFreezeTimeOut 12 s (budget 11 s), no dead-man switch; a watcher holds LVM\'s lock of the VG '
         '(flock on /run/lock/lvm/V_vgbk) from the freeze until it is 15 s old, so the first lvcreate runs past the '
-        'budget; every ExternalThaw hangs (irisemu-fault --thaw-hang 1) and is killed after session_timeout=10 s; '
+        'budget; every ExternalThaw hangs (irisemu-fault --thaw-hang 1) and is killed after session_timeout=20 s; '
         'the irisstat -W fallback must thaw', 'freeze budget',
-        {'external_freeze_timeout': 12, 'max_freeze_seconds': 11, 'session_timeout': 10, 'deadman_timeout': 0},
+        {'external_freeze_timeout': 12, 'max_freeze_seconds': 11, 'session_timeout': 20, 'deadman_timeout': 0},
         inject, after)
     err = rep.get('error') or ''
     c.check('the watcher held the VG lock', 'held flock' in str((ctx.get('after') or {}).get('action')),
