@@ -131,7 +131,22 @@ def container_up(lane):
                'cut -d" " -f1,2 /etc/ssh/ssh_host_ed25519_key.pub'])
     if res.returncode != 0:
         raise RuntimeError('container %s: %s' % (lane.ctr, res.stdout))
+    authorize_key(lane)
     return res.stdout.strip()
+
+
+def authorize_key(lane):
+    """root of the container accepts $IRISOPS_EMU_SSH_KEY: written into its authorized_keys here, because the image
+    tag is shared by every checkout on this machine while the key is this checkout's (.cache/images): an image
+    another checkout built holds that checkout's key."""
+    pub = run(['ssh-keygen', '-y', '-f', EMU_KEY])
+    if pub.returncode != 0:
+        raise RuntimeError('ssh-keygen -y -f %s: %s' % (EMU_KEY, pub.stdout))
+    res = subprocess.run(['docker', 'exec', '-i', lane.ctr, 'sh', '-c', 'umask 077 && mkdir -p /root/.ssh && '
+                          'cat > /root/.ssh/authorized_keys'], input=pub.stdout, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, universal_newlines=True, check=False)
+    if res.returncode != 0:
+        raise RuntimeError('authorizing the key in %s: %s' % (lane.ctr, res.stdout))
 
 
 def sftp_down(lane):
@@ -407,6 +422,7 @@ def main():
         if args.reuse:
             host_key = run(['docker', 'exec', lane.ctr, 'cut', '-d', ' ', '-f1,2',
                             '/etc/ssh/ssh_host_ed25519_key.pub']).stdout.strip()
+            authorize_key(lane)
         else:
             host_key = boot(lane, table)
             if host_key is None:
