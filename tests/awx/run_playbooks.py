@@ -17,7 +17,8 @@ checks the outcome on a real container built from irisops/iris-emu:bookworm (see
   4. removal job (irisops_hooks_state="absent" as a survey string): must succeed; the hook files are gone;
      IsWDSuspendedExt is 3.
 playbooks/lvm_backup.yml needs LVM (device-mapper), which containers on this rig do not have; it is listed as
-skipped with that reason (the lvm molecule scenario covers it in a VM).  Any other playbook found in playbooks/
+skipped with that reason (the lvm molecule scenario covers it in a VM), and so is playbooks/restore_drill.yml (a
+drill restores a backup taken on LVM; the unit tests cover the drill engine).  Any other playbook found in playbooks/
 without a case here is reported as NOT COVERED and makes the script exit 1.
 
 Usage (from the repository root):  . tests/harness/env.sh && python3 tests/awx/run_playbooks.py [--keep]
@@ -51,6 +52,10 @@ HOOK_PATHS = (
     '/etc/logrotate.d/irisops-hook',
     '/usr/local/sbin/irisops-pre-snapshot',
     '/usr/local/sbin/irisops-post-snapshot',
+    '/usr/local/sbin/irisops-aws-dlm',
+    '/etc/irisops/irisops-aws-dlm-ssm-document.json',
+    '/etc/google/snapshots/pre.sh',
+    '/etc/google/snapshots/post.sh',
 )
 VMWARE_DIR = '/etc/vmware-tools/backupScripts.d'
 SCANNED = ('/etc', '/usr/local', '/var/lib', '/var/log', '/opt')
@@ -61,7 +66,9 @@ SCAN_EXCLUDE = ('/var/log/journal', '/var/lib/systemd', '/usr/irissys', '/usr/ca
 # Survey answers as AWX passes them: text and multiple-choice answers are strings, also for booleans and numbers.
 SURVEY = {
     'irisops_hooks_hosts': 'awx_iris',
-    'irisops_hooks_targets': ['vmware_backupscripts', 'generic'],
+    'irisops_hooks_targets': ['vmware_backupscripts', 'generic', 'aws_dlm', 'gcp'],
+    'irisops_hooks_aws_dlm_timeout': '120',
+    'irisops_hooks_gcp_timeout': '90',
     'irisops_hooks_external_freeze_timeout': '600',
     'irisops_hooks_session_timeout': '120',
     'irisops_hooks_set_history': 'false',
@@ -72,6 +79,8 @@ SURVEY = {
 SKIPPED = {
     'lvm_backup.yml': 'needs LVM/device-mapper, which the rig kernel lacks in containers '
                       '(covered by the lvm molecule scenario in a qemu VM)',
+    'restore_drill.yml': 'a drill restores a backup taken on LVM (device-mapper), which containers on this rig '
+                         'lack; the drill engine is covered by the unit tests (test_drill.py, test_journal.py)',
 }
 
 
