@@ -9,19 +9,19 @@
 # Steps: tests/setup.sh, image builds, ansible-test sanity, unit tests, emulator tests, ansible-lint, docs checks
 # (tests/docs/run-checks.sh), every ansible-core version the collection claims (tests/compat/run.sh), the hooks fleet
 # (tests/fleet/run-hooks-fleet.sh), galaxy-importer (tests/docs/galaxy-import.sh), AWX-style playbook runs
-# (tests/awx/run_playbooks.py, ansible-runner), then every molecule scenario found under extensions/molecule/
-# (iris_community only with IRISOPS_REAL_IRIS=1).
+# (tests/awx/run_playbooks.py, ansible-runner), every molecule scenario found under extensions/molecule/
+# (iris_community only with IRISOPS_REAL_IRIS=1), the VM rig (tests/vm/run.py: the real-LVM tests of the backup
+# engine, journal shipping, restore drill and real restore in one qemu VM) and the fault summary.
 #
-#   MOLECULE_SCENARIOS="smoke lvm"   run only these scenarios (default: every directory with a molecule.yml)
+#   MOLECULE_SCENARIOS="smoke hooks"  run only these scenarios (default: every directory with a molecule.yml)
 #   IRISOPS_REAL_IRIS=1              also run iris_community (needs the intersystems/iris-community image)
 #   IRISOPS_RUN_DEMO=1               also run the demo scenario (what bash tests/demo.sh runs)
-#   IRISOPS_VM_LANE=1                run the scenarios that boot a qemu VM (molecule.yml with ssh_port: lvm,
-#                                    lvm_backup, lvm_backup_faults, lvm_backup_soak) from a queue, longest first
-#                                    (VM_SCENARIO_ORDER below): a second lane takes them one after the other from
-#                                    right after setup, alongside everything else, and the main lane joins in once
-#                                    its own steps are done, so two VMs run at once then. A TCG VM keeps one core
-#                                    busy while the controller mostly waits on SSH, so the container steps use the
-#                                    other core; their results join the table at the end (0: all steps in one line).
+#   IRISOPS_VM_LANE=1                run the VM rig step "vm rig (tests/vm/run.py)" in a second lane, started right
+#                                    after setup and the image builds, alongside everything else: a TCG VM keeps
+#                                    one core busy while the controller mostly waits on SSH, so the other steps use
+#                                    the other core; its row joins the table at the end (0: the VM rig runs in the
+#                                    main lane after the molecule scenarios)
+#   IRISOPS_VM_RIG=0                 no VM rig step (a SKIP row; default 1)
 #   IRISOPS_STEP_TIMEOUT=3600        seconds after which one step is killed and counted as failed
 #   IRISOPS_TOTAL_BUDGET=5100        seconds for the whole run (85 min); steps that would start after it are
 #                                    counted as failed ("not run"), a step running into it is killed
@@ -49,7 +49,7 @@ cd "$IRISOPS_REPO" || exit 1
 LOG_DIR=$IRISOPS_REPO/tests/output/run-all
 rm -rf "$LOG_DIR"
 mkdir -p "$LOG_DIR"
-# fault records of this run only (bad_inputs, lvm_backup_faults, soak write them; "fault summary" reads them)
+# fault records of this run only (bad_inputs and the VM rig write them; "fault summary" reads them)
 FAULTS_DIR=$IRISOPS_REPO/tests/output/faults
 [ $QUICK = 1 ] || rm -rf "$FAULTS_DIR"
 STEP_TIMEOUT=${IRISOPS_STEP_TIMEOUT:-3600}
@@ -137,78 +137,12 @@ step_log() {
     echo "$LOG_DIR/$(echo "$1" | tr -c 'A-Za-z0-9_.-' '_').log"
 }
 
-# The VM scenarios are a queue (one "NN<TAB>name" line each in $LANE_DIR/queue, NN = position in the table);
-# vm_worker takes the next one under a lock until the queue is empty, with the budget and step timeout rules of
-# run_step (step_limit, step_result), output only to its log, and writes "name<TAB>seconds<TAB>result" to
-# $LANE_DIR/NN.result for the summary (collect_vm_lane). The background lane is one vm_worker; the main lane
-# becomes a second one after its own steps.
-LANE_DIR=$LOG_DIR/vm-lane
-# longest first, as measured on 2 cores with another VM beside each (2026-11-24): lvm_backup_faults 2108 s,
-# lvm_backup 1733 s, lvm_backup_soak 1444 s (beside the container steps), lvm about 600-900 s
-VM_SCENARIO_ORDER="lvm_backup_faults lvm_backup lvm_backup_soak lvm"
-
-vm_queue_init() {
-    local s i=0
-    mkdir -p "$LANE_DIR"
-    : >"$LANE_DIR/queue"
-    for s in "$@"; do
-        i=$((i + 1))
-        printf '%02d\t%s\n' "$i" "$s" >>"$LANE_DIR/queue"
-    done
-}
-
-# prints the next "NN<TAB>name" and removes it from the queue; prints nothing when it is empty
-vm_queue_next() {
-    (
-        flock 9
-        head -n 1 "$LANE_DIR/queue"
-        sed -i 1d "$LANE_DIR/queue"
-    ) 9>"$LANE_DIR/queue.lock"
-}
-
-vm_worker() {
-    local lane=$1 entry n s log limit t0 rc secs result
-    while entry=$(vm_queue_next) && [ -n "$entry" ]; do
-        n=${entry%%$'\t'*}
-        s=${entry#*$'\t'}
-        log=$(step_log "molecule $s")
-        echo "################ [$lane] molecule $s: started (log: ${log#"$IRISOPS_REPO"/})"
-        limit=$(step_limit)
-        if [ -z "$limit" ]; then
-            secs="-"
-            result=$NOT_RUN
-        else
-            t0=$(irisops_now)
-            timeout --kill-after=60 "$limit" bash -c '"$@"' run-all-step molecule_scenario "$s" >"$log" 2>&1
-            rc=$?
-            secs=$(irisops_elapsed "$t0")
-            result=$(step_result "$rc" "$limit")
-        fi
-        printf '%s\t%s\t%s\n' "molecule $s" "$secs" "$result" >"$LANE_DIR/$n.result"
-        echo "################ [$lane] molecule $s: $result in $secs s (log: ${log#"$IRISOPS_REPO"/})"
-        ci_budget_check "molecule $s"
-    done
-}
-
-collect_vm_lane() {
-    local f n sec res
-    [ ${#vm_scenarios[@]} -gt 0 ] || return 0
-    # the main lane works the queue too until it is empty, then waits for the background lane's last scenario
-    vm_worker "main lane"
-    if [ -n "${lane_pid:-}" ]; then
-        echo
-        echo "################ waiting for the vm lane"
-        wait "$lane_pid"
-        lane_pid=
-    fi
-    for f in "$LANE_DIR"/*.result; do
-        [ -f "$f" ] || continue
-        IFS=$'\t' read -r n sec res <"$f"
-        names+=("$n")
-        secs+=("$sec")
-        results+=("$res")
-        tests_run=$((tests_run + 1))
-    done
+# The VM rig: one step, one VM (tests/vm/run.py boots it, runs every case, destroys it; its fault records go to
+# tests/output/faults, its logs to tests/output/vm). Lane 0 of the rig (VM irisops-vmrig-0 on port 22620, container
+# irisops-vmrig-sftp-0) unless IRISOPS_VMRIG_LANE says otherwise.
+VM_RIG_STEP="vm rig (tests/vm/run.py)"
+vm_rig() {
+    python3 tests/vm/run.py
 }
 
 # --- sanity: ansible-test inside the rsync copy made by tests/setup.sh -------------------------------------
@@ -265,7 +199,7 @@ molecule_scenario() {
     return $rc
 }
 
-export -f sanity pytest_in_copy lint molecule_scenario irisops_now irisops_elapsed
+export -f sanity pytest_in_copy lint molecule_scenario vm_rig irisops_now irisops_elapsed
 
 # bg_step NAME CMD...: a test step like run_step, but in the background with its output only in its log; bg_collect
 # waits for it and adds its row to the table.
@@ -291,6 +225,13 @@ bg_step() {
         printf '%s\t%s\t%s\n' "$name" "$(irisops_elapsed "$t0")" "$(step_result "$rc" "$limit")" >"$result_file"
     ) &
     bg_pids+=($!)
+}
+# an interrupted run-all: SIGTERM to the timeout of every background step (it passes it on to the step)
+stop_bg_steps() {
+    local p
+    for p in "${bg_pids[@]}"; do
+        pkill -TERM -P "$p" 2>/dev/null
+    done
 }
 bg_collect() {
     local f n sec res
@@ -338,39 +279,21 @@ else
             [ -f "$f" ] && scenarios+=("$(basename "$(dirname "$f")")")
         done
     fi
-    # VM scenarios in VM_SCENARIO_ORDER first (longest first), then any others
-    ordered=()
-    for s in $VM_SCENARIO_ORDER; do
-        for t in "${scenarios[@]}"; do [ "$t" = "$s" ] && ordered+=("$s"); done
-    done
-    for t in "${scenarios[@]}"; do
-        case " $VM_SCENARIO_ORDER " in *" $t "*) ;; *) ordered+=("$t") ;; esac
-    done
-    fg_scenarios=()
-    vm_scenarios=()
-    for s in "${ordered[@]}"; do
-        if [ "${IRISOPS_VM_LANE:-1}" = 1 ] && grep -qs 'ssh_port:' "extensions/molecule/$s/molecule.yml" \
-            && [ "$s" != demo ]; then
-            vm_scenarios+=("$s")
-        else
-            fg_scenarios+=("$s")
-        fi
+    for s in "${scenarios[@]}"; do
         # a scenario that writes fault records names their directory
         grep -rqs 'tests/output/faults' "extensions/molecule/$s" && fault_scenarios+=("$s")
     done
-    lane_pid=
-    # an interrupted run-all stops the lane too (its molecule step then destroys nothing: run molecule destroy)
-    trap 'if [ -n "${lane_pid:-}" ]; then pkill -TERM -P "$lane_pid"; kill -TERM "$lane_pid"; fi 2>/dev/null; exit 130' INT TERM
-    if [ ${#vm_scenarios[@]} -gt 0 ]; then
-        echo
-        echo "################ vm lane: ${vm_scenarios[*]} (a queue: in the background from now on, the main lane joins"
-        echo "################ when its own steps are done)"
-        vm_queue_init "${vm_scenarios[@]}"
-        vm_worker "vm lane" &
-        lane_pid=$!
-    fi
+    # an interrupted run-all stops the background steps too (the VM rig destroys its VM and container on SIGTERM)
+    trap 'stop_bg_steps; exit 130' INT TERM
 
     run_step prep "build images" bash tests/harness/build-images.sh
+    vm_rig_where=main
+    if [ "${IRISOPS_VM_RIG:-1}" = 0 ]; then
+        vm_rig_where=skip
+    elif [ "${IRISOPS_VM_LANE:-1}" = 1 ]; then
+        vm_rig_where=lane
+        bg_step "$VM_RIG_STEP" vm_rig
+    fi
     run_step test "ansible-test sanity" sanity
     if [ -d tests/unit ]; then
         run_step test "unit tests (pytest tests/unit)" pytest_in_copy tests/unit
@@ -406,24 +329,32 @@ else
     run_step test "galaxy-importer" bash tests/docs/galaxy-import.sh
     run_step test "awx playbooks (ansible-runner)" python3 tests/awx/run_playbooks.py
 
-    for s in "${fg_scenarios[@]}"; do
+    for s in "${scenarios[@]}"; do
         if [ ! -f "extensions/molecule/$s/molecule.yml" ]; then
             run_step test "molecule $s" sh -c "echo 'no scenario extensions/molecule/$s'; exit 1"
         elif [ "$s" = iris_community ] && [ "${IRISOPS_REAL_IRIS:-0}" != 1 ]; then
             skip_step "molecule $s" "needs the real intersystems/iris-community image; set IRISOPS_REAL_IRIS=1"
         elif [ "$s" = demo ] && [ "${IRISOPS_RUN_DEMO:-0}" != 1 ]; then
-            skip_step "molecule $s" "the demo of bash tests/demo.sh (lvm_backup tests the same role); set IRISOPS_RUN_DEMO=1"
+            skip_step "molecule $s" "the demo of bash tests/demo.sh, not a test; set IRISOPS_RUN_DEMO=1"
         else
             run_step test "molecule $s" molecule_scenario "$s"
         fi
     done
-    collect_vm_lane
+    case $vm_rig_where in
+        main) run_step test "$VM_RIG_STEP" vm_rig ;;
+        skip) skip_step "$VM_RIG_STEP" "IRISOPS_VM_RIG=0" ;;
+        lane)
+            echo
+            echo "################ waiting for the vm rig (background lane)"
+            bg_collect
+            ;;
+    esac
 
     # last step: the table of the fault records (tests/faults/summary.py; fails on a case that did not survive)
-    if [ ${#fault_scenarios[@]} -gt 0 ]; then
+    if [ ${#fault_scenarios[@]} -gt 0 ] || [ "$vm_rig_where" != skip ]; then
         run_step test "fault summary" python tests/faults/summary.py --dir "$FAULTS_DIR"
     else
-        skip_step "fault summary" "no scenario that writes fault records ran (they write to tests/output/faults)"
+        skip_step "fault summary" "neither the VM rig nor a scenario that writes fault records ran (they write to tests/output/faults)"
     fi
 fi
 

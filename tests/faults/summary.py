@@ -6,8 +6,9 @@
 
     python tests/faults/summary.py [--dir DIR]
 
-Each fault case or bad-input row of the molecule scenarios (bad_inputs, lvm_backup_faults, soak) writes one JSON
-record <suite>-<case>.json with what was observed (format: docs/bad-inputs.md). This prints
+Each fault case or bad-input row (the bad_inputs scenario; the VM rig, tests/vm: fault, signal, soak, drill and
+restore cases) writes one JSON record <suite>-<case>.json with what was observed (format: docs/bad-inputs.md).
+This prints
 
     suite | case | fault | expected | result | frozen left | snapshots left | data lost | survived
 
@@ -145,7 +146,7 @@ def main(argv=None, out=None):
     args = parser.parse_args(argv)
     records = load(args.dir)
     if not records:
-        out.write('no fault record in %s: no scenario that writes them (bad_inputs, lvm_backup_faults, soak) ran, '
+        out.write('no fault record in %s: nothing that writes them (the bad_inputs scenario, the VM rig) ran, '
                   'or it wrote none\n' % args.dir)
         out.write('faults tried 0, survived 0, data lost 0\n')
         return 1

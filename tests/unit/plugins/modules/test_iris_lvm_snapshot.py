@@ -8,8 +8,8 @@ Two fakes share one call log, so the tests can check the order of everything the
 line (tests/unit/plugins/iris_fakes.FakeHost: qlist, sessions, stat -W, and the systemd-run/systemctl of the
 dead-man switch, through the conftest fixtures) and a small LVM (FakeLvm below: lvs/vgs in the JSON report format,
 findmnt, lvcreate, lvremove). The instance trees are real directories under tmp_path, because the module checks
-that every directory exists before it maps it to a logical volume. Real LVM is covered by the molecule scenario
-extensions/molecule/lvm; the dead-man switch firing after a SIGKILLed module by extensions/molecule/deadman.
+that every directory exists before it maps it to a logical volume. Real LVM is covered by the VM rig (tests/vm,
+its lvm-module case); the dead-man switch firing after a SIGKILLed module by extensions/molecule/deadman.
 """
 
 from __future__ import absolute_import, division, print_function

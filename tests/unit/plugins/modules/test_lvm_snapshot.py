@@ -7,7 +7,7 @@
 
 The LVM host is simulated by FakeHost, which answers lvs/vgs in the JSON format captured from lvm2 2.03.16 (see
 tests/unit/plugins/module_utils/fixtures) and keeps LVs, free extents and mounts consistent across commands. The
-real behaviour is tested against real LVM by the molecule scenario extensions/molecule/lvm; these tests cover what
+real behaviour is tested against real LVM by the VM rig's lvm-module case (tests/vm); these tests cover what
 real LVM cannot be made to do on demand (an lvcreate failing half-way, a busy LV) and the argument handling.
 """
 
