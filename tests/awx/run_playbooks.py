@@ -14,7 +14,7 @@ checks the outcome on a real container built from irisops/iris-emu:bookworm (see
      backupScripts.d entry exist; calling that entry with ``freeze`` makes IsWDSuspendedExt return 5 for both
      instances, ``thaw`` returns it to 3;
   3. the same run job again (AWX re-launch): must report changed=0;
-  4. removal job (irisops_hooks_state="absent" as a survey string): must succeed; the hook files are gone;
+  4. removal job (hooks_state="absent" as a survey string): must succeed; the hook files are gone;
      IsWDSuspendedExt is 3.
 playbooks/lvm_backup.yml needs LVM (device-mapper), which containers on this rig do not have; it is listed as
 skipped with that reason (the lvm molecule scenario covers it in a VM), and so is playbooks/restore_drill.yml (a
@@ -65,16 +65,16 @@ SCAN_EXCLUDE = ('/var/log/journal', '/var/lib/systemd', '/usr/irissys', '/usr/ca
 
 # Survey answers as AWX passes them: text and multiple-choice answers are strings, also for booleans and numbers.
 SURVEY = {
-    'irisops_hooks_hosts': 'awx_iris',
-    'irisops_hooks_targets': ['vmware_backupscripts', 'generic', 'aws_dlm', 'gcp'],
-    'irisops_hooks_aws_dlm_timeout': '120',
-    'irisops_hooks_gcp_timeout': '90',
-    'irisops_hooks_external_freeze_timeout': '600',
-    'irisops_hooks_session_timeout': '120',
-    'irisops_hooks_set_history': 'false',
-    'irisops_hooks_stat_fallback': 'true',
-    'irisops_hooks_force': 'false',
-    'irisops_hooks_verify': 'true',
+    'hooks_hosts': 'awx_iris',
+    'hooks_targets': ['vmware_backupscripts', 'generic', 'aws_dlm', 'gcp'],
+    'hooks_aws_dlm_timeout': '120',
+    'hooks_gcp_timeout': '90',
+    'hooks_external_freeze_timeout': '600',
+    'hooks_session_timeout': '120',
+    'hooks_set_history': 'false',
+    'hooks_stat_fallback': 'true',
+    'hooks_force': 'false',
+    'hooks_verify': 'true',
 }
 SKIPPED = {
     'lvm_backup.yml': 'needs LVM/device-mapper, which the rig kernel lacks in containers '
@@ -244,7 +244,7 @@ def main():
         record('re-launched run job: successful, changed=0', status == 'successful' and st['changed'] == 0,
                'status=%s rc=%s %s %.0fs' % (status, rc, st, sec))
 
-        absent = dict(SURVEY, irisops_hooks_state='absent')
+        absent = dict(SURVEY, hooks_state='absent')
         status, rc, st, sec = run_job(workdir, 'remove', 'install_hooks.yml', name, absent)
         left = [p for p in HOOK_PATHS if rig.exists(p)] + rig.vmware_entries()
         record('removal job (state="absent"): successful, nothing left', status == 'successful' and not left,

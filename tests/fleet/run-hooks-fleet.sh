@@ -5,7 +5,7 @@
 #   * a second run that must report changed=0 on every host (idempotence), also timed;
 #   * a drill: the generic pre hook on every host (both instances must be frozen, IsWDSuspendedExt 5, as read by
 #     `irisops-hook status --json`), then the post hook (both thawed again), timed;
-#   * with --remove: removal (irisops_hooks_state=absent) on every host, timed.
+#   * with --remove: removal (hooks_state=absent) on every host, timed.
 # No assertion on any time. Prints hosts per minute for each step and a table of them at the end. Containers are
 # removed at the end unless --keep.
 #
@@ -167,7 +167,7 @@ play() {
     recap_check "$work/$label.log" "$want" || { keep=1; exit 1; }
 }
 
-targets='{"irisops_hooks_targets": ["vmware_backupscripts", "generic"]}'
+targets='{"hooks_targets": ["vmware_backupscripts", "generic"]}'
 play install '>0' -e "$targets"
 # the role's included task files must come from the installed tarball, not from the working tree
 grep -q "included: $work/collections/ansible_collections/irisops/backup/roles/hooks/tasks/" "$work/install.log" || {
@@ -206,7 +206,7 @@ sys.exit(0 if ok else 1)
 PY
 
 if [ "$remove" = 1 ]; then
-    play remove '>0' -e irisops_hooks_state=absent
+    play remove '>0' -e hooks_state=absent
 fi
 total_s=$(irisops_elapsed "$t0")
 echo
