@@ -94,7 +94,9 @@ def _now():
 
 
 def _inside(path, parent):
-    return _drill._inside(path, parent)   # pylint: disable=protected-access
+    """Whether ``path`` is ``parent`` or below it (by path components)."""
+    path, parent = os.path.normpath(path), os.path.normpath(parent)
+    return path == parent or path.startswith(parent.rstrip('/') + '/')
 
 
 def is_mount(path):
@@ -208,7 +210,6 @@ class Restore(object):
         self.backup_id = backup_id
         self.until = until
         self.host = host or cfg.get('host') or socket.gethostname()
-        self.source_host = self.host       # the drill's look-ups read it: a restore takes this host's backups
         self.state_dir = state_dir or STATE_DIR
         self.backup_lock = backup_lock
         self.runner = runner
@@ -519,20 +520,26 @@ class Restore(object):
                                'take a new backup' % (backup['short_id'], self.instance))
         journal_dirs = sorted(set(os.path.normpath(d) for d in list(entry.get('journal_dirs') or [])
                                   + list(self.inst.get('journal_dirs') or []) if d))
-        shipped = self.newest_journal_snapshot()
+        shipped = backup['shipped']
+        # the chain directory: on the file system of the current journal files (the restore journal file's
+        # directory, else any journal directory), so that the host's files are hard links, not copies
+        wanted = [os.path.dirname(os.path.normpath(entry['journal_file']))] + journal_dirs
         jgroup = groups[0]
-        for g in groups:
-            if any(_inside(j, u['dir']) for j in journal_dirs for u in g['units']):
-                jgroup = g
+        for j in wanted:
+            found = [g for g in groups if any(_inside(j, u['dir']) for u in g['units'])]
+            if found:
+                jgroup = found[0]
                 break
         tag = self.run_id
         chain_dir = os.path.join(jgroup['location'], CHAIN_INFIX + tag)
         plan = {'backup': dict((k, v) for k, v in backup.items() if k != 'manifest'), 'manifest': manifest,
                 'entry': entry, 'units': units, 'groups': groups, 'databases': databases,
-                'journal_dirs': journal_dirs, 'shipped': shipped['id'] if shipped else None,
+                'journal_dirs': journal_dirs, 'shipped': shipped,
                 'chain_dir': chain_dir, 'tag': tag}
         for g in groups:
             g['staging'] = os.path.join(g['location'], STAGING_INFIX + tag)
+            for u in g['units']:
+                u['staging'] = g['staging']
         for u in units:
             u['aside'] = os.path.join(u['dir'], ASIDE_INFIX + tag) if u['mount'] else u['dir'] + ASIDE_INFIX + tag
         for path in [chain_dir] + [g['staging'] for g in groups] + [u['aside'] for u in units]:
@@ -543,6 +550,8 @@ class Restore(object):
             rep['warnings'].append('no shipped journals of %s in the repository: the journals come from this host and '
                                    'the backup only' % self.instance)
         rep['plan'] = self.plan_text(plan)
+        rep['units'] = [{'dir': u['dir'], 'aside': u['aside'], 'mount': u['mount'], 'roles': u['roles']}
+                        for u in units]
         return plan
 
     def _entry_dirs(self, entry):
@@ -578,12 +587,33 @@ class Restore(object):
         return lines
 
     def pick_backup(self):
-        """The drill's choice (the newest verified backup of this host, or the one asked for by snapshot or run
-        id), with this repository."""
+        """The backup to restore and the newest shipped journals, from one listing of this host's snapshots: the
+        newest verified backup (or the one asked for, by snapshot id prefix or run id), like the drill."""
+        snaps = self.repo.snapshots(host=self.host, tags=())
+        backups = [s for s in snaps if _restic.snapshot_tags(s).get(_restic.TAG)
+                   and _restic.snapshot_tags(s).get(_restic.VERIFIED_TAG)]
+        if self.backup_id:
+            backups = [s for s in backups if (s.get('id') or '').startswith(self.backup_id)
+                       or self.backup_id in (_restic.snapshot_tags(s).get('run') or [])]
+        if not backups:
+            raise RestoreError('nothing restored: no verified backup of host %s%s in the repository. Next: '
+                               'irisops-backup list shows the backups' % (
+                                   self.host, (' matching %s' % self.backup_id) if self.backup_id else ''))
+        snap = sorted(backups, key=lambda s: s.get('time') or '')[-1]
+        text = self.repo.dump(snap['id'], os.path.join(snap['paths'][0], '.irisops', 'manifest.json'))
         try:
-            return _drill.Drill.pick_backup(self)
-        except _drill.DrillError as exc:
-            raise RestoreError(str(exc))
+            manifest = json.loads(text) if text else None
+        except ValueError:
+            manifest = None
+        if not isinstance(manifest, dict):
+            raise RestoreError('nothing restored: backup %s has no readable manifest (.irisops/manifest.json). Next: '
+                               'restore another backup (--backup; irisops-backup list shows them)' % snap['id'][:8])
+        journals = [s for s in snaps if _restic.snapshot_tags(s).get(_drill.JOURNAL_TAG)
+                    and self.instance in (_restic.snapshot_tags(s).get('instance') or [])]
+        shipped = sorted(journals, key=lambda s: s.get('time') or '')[-1] if journals else None
+        return {'id': snap['id'], 'short_id': snap['id'][:8], 'time': snap.get('time'),
+                'run_id': (_restic.snapshot_tags(snap).get('run') or [None])[0], 'manifest': manifest,
+                'shipped': shipped['id'] if shipped else None}
 
     # -- execute --------------------------------------------------------------------------------------------------
     def execute(self, plan):
@@ -592,7 +622,8 @@ class Restore(object):
         self.state = {'format': STATE_FORMAT, 'instance': self.instance, 'run_id': self.run_id,
                       'backup_id': plan['backup']['id'], 'phase': 'staging',
                       'staging': [g['staging'] for g in plan['groups']], 'chain_dir': plan['chain_dir'],
-                      'units': [{'dir': u['dir'], 'aside': u['aside'], 'mount': u['mount']} for u in plan['units']],
+                      'units': [{'dir': u['dir'], 'aside': u['aside'], 'mount': u['mount'], 'staging': u['staging']}
+                                for u in plan['units']],
                       'ops': [], 'started_instance': False, 'created': _freeze.now_iso()}
         self.save_state()
         self.step('state')
@@ -674,10 +705,6 @@ class Restore(object):
             raise RestoreError('restic restore of %s failed (exit %s): %s. Next: %s; restic check --read-data shows '
                                'which pack is damaged' % (snap_id[:8], rc, (err or '').strip()[-500:],
                                                           _restic.diagnose(rc, err)))
-
-    def newest_journal_snapshot(self):
-        """The drill's look-up (the newest journal snapshot of this host and instance), with this repository."""
-        return _drill.Drill.newest_journal_snapshot(self)
 
     def build_chain(self, plan, shipped_root):
         """The journal files from the manifest's restore journal file on, one copy per name (choose_journals), in
@@ -830,12 +857,17 @@ class Restore(object):
                                                            self.instance, self.instance, self.instance))
                 self.did('stopped instance %s (the restore had started it)' % self.instance)
         problems = []
+        mounts = dict((u['aside'], u) for u in state.get('units') or [] if u.get('mount'))
         for i in range(len(ops) - 1, -1, -1):
             self.step('rollback:undo:%d' % i, False)
+            op = ops[i]
             try:
-                text = undo_op(ops[i])
+                unit = mounts.get(op[1] if op[0] == 'mkdir' else os.path.dirname(op[2]))
+                if unit is not None and state.get('started_instance'):
+                    self.sweep(op, unit, ops)
+                text = undo_op(op)
             except OSError as exc:
-                problems.append('%s: %s' % (' -> '.join(ops[i][1:]), exc))
+                problems.append('%s: %s' % (' -> '.join(op[1:]), exc))
                 continue
             if text:
                 self.did(text)
@@ -855,6 +887,30 @@ class Restore(object):
         if ops:
             self.did('production directories of %s are as they were before restore %s' % (
                 self.instance, state.get('run_id')))
+
+    def sweep(self, op, unit, ops):
+        """Before an aside copy of a mount point is put back: what the restored instance wrote into the mount point
+        itself after the swap (a new journal file, say) is moved into the staging directory, which is removed with
+        it.  For a rename into the aside copy: the entry of that name in the mount point when the aside one exists
+        too (the production one is the aside one).  For the creation of the aside copy (undone last): every entry
+        that is neither production's (a name the swap moved aside) nor the restore's own."""
+        grave = os.path.join(unit['staging'], 'written-after-swap')
+        if op[0] == 'rename':
+            victims = [op[1]] if os.path.lexists(op[1]) and os.path.lexists(op[2]) else []
+        else:
+            names = set(os.path.basename(o[1]) for o in ops if o[0] == 'rename' and os.path.dirname(o[2]) == op[1])
+            victims = [os.path.join(unit['dir'], n) for n in sorted(os.listdir(unit['dir']))
+                       if n not in names and not n.startswith(OWN_PREFIX)]
+        for v in victims:
+            if not os.path.isdir(grave):
+                os.makedirs(grave, 0o700)
+            dst = os.path.join(grave, os.path.basename(v))
+            n = 0
+            while os.path.lexists(dst):
+                n += 1
+                dst = os.path.join(grave, '%s.%d' % (os.path.basename(v), n))
+            os.rename(v, dst)
+            self.did('moved %s, written by the restored instance after the swap, to %s (removed with it)' % (v, dst))
 
     def recover(self, old):
         """An unfinished restore of this instance (its state file): finish it when it had been checked (the
