@@ -1544,6 +1544,12 @@ def thaw_held(instances, caller, options=None, token=None, force=False, runner=N
         out = _thaw_held(instances, caller, options, token, force, runner, base, lock_wait, check_validity)
     if guard.received:
         out['signals'] = [signal_name(sig) for sig in guard.received]
+        if not out['failed']:
+            # the thaw is done, but the job that asked for it was stopped: its caller must not take the stop for
+            # a normal end (what came after the thaw in that job did not run)
+            out['failed'] = True
+            out['msg'] = ('%s; the thaw was finished first: %s. Next: nothing is left frozen by this run; find out '
+                          'why the job was stopped and run the rest of it again' % (guard.interrupted(), out['msg']))
     return out
 
 

@@ -653,6 +653,25 @@ def test_hold_interrupted_by_a_signal_thaws_again(rig, monkeypatch):
     assert not os.path.exists(os.path.join(base, _freeze.OWNER_NAME))
 
 
+def test_thaw_held_under_a_signal_finishes_the_thaw_and_fails(rig, monkeypatch):
+    """SIGTERM during ExternalThaw (the job was cancelled): the thaw, the verdict and the lease release still
+    happen, and the result is a failure that says so (the rest of the job did not run)."""
+    host, iris, cache, instances, base = rig
+    res = _engine(rig, 'iris_freeze').hold()
+    real = _iris.thaw
+
+    def thaw_then_signal(*args, **kwargs):
+        out = real(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)       # the job was cancelled while ExternalThaw ran
+        return out
+    monkeypatch.setattr(_iris, 'thaw', thaw_then_signal)
+    out = _freeze.thaw_held(instances, 'iris_thaw', {}, token=res['lease']['token'], base=base)
+    assert not iris.frozen and not cache.frozen
+    assert out['failed'] and set(out['signals']) == {'SIGTERM'} and out['valid'] is True
+    assert out['msg'].startswith('interrupted by SIGTERM') and 'the thaw was finished first' in out['msg']
+    assert not os.path.exists(os.path.join(base, _freeze.OWNER_NAME))
+
+
 def test_hold_leaves_an_instance_frozen_outside_the_collection_alone(rig):
     host, iris, cache, instances, base = rig
     iris.frozen = True
