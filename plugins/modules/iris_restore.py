@@ -102,11 +102,11 @@ EXAMPLES = r"""
   become: true
   register: plan
 
-- name: Restore IRIS from backup run 20261207T020000Z-run-4242, rolled forward to 14:30
+- name: Restore IRIS from backup run 20261207T020000Z-backup-4242, rolled forward to 14:30
   irisops.backup.iris_restore:
     instance: IRIS
     confirm: IRIS
-    backup: 20261207T020000Z-run-4242
+    backup: 20261207T020000Z-backup-4242
     until: "2026-12-07 14:30:00"
   become: true
   register: restored
