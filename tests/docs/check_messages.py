@@ -4,7 +4,7 @@ An error message is the first string literal of a call to fail_json(msg=...), se
 problems.append(...), raise LvmError/InstanceError/ValueError/StateDirError/LockBusy/SnapshotStepError(...), the
 msg returned by _diagnose() and the other HINT_FUNCS / the res['msg'] strings of _iris.py, raise StunLogError(...)
 of _vmware.py, in the engine's files (the freeze engine's _freeze.py, _snapset.py, _lvm.py and the backup engine's
-_backup.py, _drill.py, _journal.py, _restic.py) also every literal with a `Next:`, every validity reason and every
+_backup.py, _drill.py, _journal.py, _restic.py, _restore.py) also every literal with a `Next:`, every validity reason and every
 part of a joined message, and every fail_msg:/msg: of an ansible.builtin.fail/assert task in roles/.  The internal
 argument checks of _journal.py are listed in troubleshooting.md as such (not excluded here).  The fixed text of a
 literal before its first %-placeholder (at least 12 characters, else the next fixed fragment) must occur in
@@ -24,13 +24,14 @@ PY_FILES = ['plugins/modules/%s' % f for f in sorted(os.listdir(os.path.join(REP
                                      'plugins/module_utils/_vmware.py', 'plugins/module_utils/_freeze.py',
                                      'plugins/module_utils/_snapset.py', 'roles/hooks/files/irisops_hook.py',
                                      'plugins/module_utils/_backup.py', 'plugins/module_utils/_drill.py',
-                                     'plugins/module_utils/_journal.py', 'plugins/module_utils/_restic.py']
+                                     'plugins/module_utils/_journal.py', 'plugins/module_utils/_restic.py',
+                                     'plugins/module_utils/_restore.py']
 #: The freeze engine's files: there every string literal with a `Next:` is an error message too (the engine builds
 #: its messages as return values, parts and tuples), and so is the reason of a validity verdict (`x[k] = (VERDICT,
 #: 'reason')`) and every part of a joined message (`parts.append(...)`).
 ENGINE_FILES = ('plugins/module_utils/_freeze.py', 'plugins/module_utils/_snapset.py', 'plugins/module_utils/_lvm.py',
                 'plugins/module_utils/_backup.py', 'plugins/module_utils/_drill.py', 'plugins/module_utils/_journal.py',
-                'plugins/module_utils/_restic.py')
+                'plugins/module_utils/_restic.py', 'plugins/module_utils/_restore.py')
 CALLS = {'fail_json', 'fail', 'append', 'LvmError', 'InstanceError', 'ValueError', 'StunLogError', 'update', 'error',
          'StateDirError', 'LockBusy', 'SnapshotStepError'}
 #: res['msg'] texts that report success or state, not an error
