@@ -399,7 +399,7 @@ class Restore(object):
                 self.backup_lock.acquire(self.run_id)
             except Exception as exc:  # pylint: disable=broad-except  # the lock's own error names the holder
                 raise RestoreError('nothing restored: a backup run is in progress on this host: %s' % (
-                    str(exc).split('. Next:')[0]) + '. Next: wait for it to end (irisops-backup status), then run '
+                    str(exc).split('. Next:', 1)[0]) + '. Next: wait for it to end (irisops-backup status), then run '
                     'the restore again')
             self.locked_backup = True
 

@@ -70,13 +70,14 @@ def main():
         dat = os.path.join(data, 'IRIS.DAT')
         size = args.size_mib * 1048576
         with open(dat, 'wb') as f:
-            for _ in range(args.size_mib):
+            for _mib in range(args.size_mib):
                 f.write(os.urandom(1048576))
         blocks = size // args.block
         per_day = max(1, int(blocks * args.change))
         print('database %s (%d blocks of %d bytes), %d day(s), %d blocks (%.1f%%) changed per day, %s, restic %s' % (
             mib(size), blocks, args.block, args.days, per_day, 100.0 * per_day / blocks, args.pattern,
-            subprocess.run([restic, 'version'], stdout=subprocess.PIPE, universal_newlines=True).stdout.split()[1]))
+            subprocess.run([restic, 'version'], stdout=subprocess.PIPE, universal_newlines=True,
+                           check=False).stdout.split()[1]))
         header = ('day', 'changed', 'restic added', 'repository', 'plain copies', 'seconds')
         print('%-4s %10s %14s %16s %16s %8s' % header)
         plain = 0

@@ -758,7 +758,7 @@ def drive(base, kill_at=None, record=None, **kw):
     spec = dict(base=str(base), kill_at=kill_at, record=record, kwargs=kw)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     proc = subprocess.run([sys.executable, os.path.abspath(__file__), json.dumps(spec)], env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=300)
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=300, check=False)
     rep = None
     if proc.returncode == 0:
         rep = json.loads(proc.stdout)
