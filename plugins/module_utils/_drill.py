@@ -253,8 +253,11 @@ class Drill(object):
         rep.update(backup_id=backup['id'], backup_run_id=backup.get('run_id'), backup_time=backup.get('time'),
                    restore_journal_file=entry.get('journal_file'), marker_offset=entry.get('marker_offset'))
         if not os.path.isdir(self.root):
-            os.makedirs(self.root, 0o700)
+            # traversable (not listable) by the drill instance's owner, who reads the restored files below it
+            os.makedirs(self.root, 0o711)
         self.workdir = tempfile.mkdtemp(prefix='drill-%s-' % self.instance, dir=self.root)
+        # the work directory (mkdtemp: 0700, root's) belongs to the drill instance's owner, like the files in it
+        self.chown_for(drill, [self.workdir])
         t0 = _now()
         # 1. the backup
         restore_root = os.path.join(self.workdir, 'backup')

@@ -86,3 +86,26 @@ def test_a_backup_without_a_journalled_database_is_not_rolled_forward(monkeypatc
     assert rep['status'] == 'failed'
     assert rep['error'].startswith('nothing rolled forward: backup abcdef01 lists no journalled database of instance '
                                    'IRISA'), rep['error']
+
+
+def test_the_drill_instance_owner_can_reach_the_restored_files(monkeypatch, tmp_path):
+    """The VM rig found the drill instance (running as its owner, not root) unable to open the restored journal file
+    and databases: the drill root was made 0700 and the work directory (mkdtemp, 0700) stayed root's."""
+    import os
+    import pwd
+    _drill_host(monkeypatch)
+    instances, _e = _drill._iris.discover_instances()
+    instances[0]['owner_user'] = 'irisowner'
+    owner = pwd.struct_passwd(('irisowner', 'x', 51773, 51773, '', '/home/irisowner', '/bin/sh'))
+    monkeypatch.setattr(pwd, 'getpwnam', lambda name: owner)
+    chowned = []
+    monkeypatch.setattr(os, 'lchown', lambda path, uid, gid: chowned.append((path, uid, gid)))
+    manifest = {'instances': {'IRISA': {'databases': {'USER': '/iris/dba/user'},
+                                        'journal_file': '/iris/jrn/20261207.001'}}, 'volumes': MANIFEST['volumes']}
+    root = tmp_path / 'drill'
+    rep = _drill.Drill(_Repo(manifest), {}, 'iris01', 'IRISA', drill_instance='DRILL', root=str(root)).run()
+    assert rep['status'] == 'failed'   # _Repo restores nothing: the database is not in the backup
+    assert (root.stat().st_mode & 0o777) == 0o711
+    workdirs = [p for p, uid, gid in chowned if os.path.dirname(p) == str(root)]
+    assert len(workdirs) == 1 and os.path.basename(workdirs[0]).startswith('drill-IRISA-'), chowned
+    assert all((uid, gid) == (51773, 51773) for _p, uid, gid in chowned)
