@@ -19,9 +19,11 @@ look, check; tests/vm/guest/rig.py), then the VM and the container are destroyed
   --destroy    only stop and remove the lane's VM and container
   --reuse      use the lane's running VM and container (left by --keep): set-up again (it is idempotent), then the
                cases (debugging)
+  --no-setup   with --reuse: only ship the rig's and the engine's files again, keep the VM's state (the repository
+               and what earlier cases left in it: the cases that build on earlier ones can be run alone; debugging)
 
 Environment: IRISOPS_VMRIG_ROLE_PLAYBOOK (the "role" case: ansible-playbook of that playbook against the VM after
-the engine cases; skipped when unset), IRISOPS_VMRIG_CASE_TIMEOUT (seconds per case, default 900), and the VM rig's
+the engine cases; skipped when unset), IRISOPS_VMRIG_CASE_TIMEOUT (seconds per case, default 1800), and the VM rig's
 variables of tests/harness/vm (IRISOPS_VM_MEM, IRISOPS_VM_CPU, default here "max", ...).
 
 Prints a table (step/case, seconds, result), writes tests/output/vm/<case>.log (the VM side's stderr),
@@ -56,7 +58,7 @@ EMU_KEY = os.environ.get('IRISOPS_EMU_SSH_KEY') or os.path.join(CACHE, 'images',
 OUT = os.path.join(REPO, 'tests', 'output', 'vm')
 FAULTS = os.path.join(REPO, 'tests', 'output', 'faults')
 GUEST_FILES = ('setup.sh', 'rig.py', 'lvm_module.py', 'fault_watch.py')
-CASE_TIMEOUT = int(os.environ.get('IRISOPS_VMRIG_CASE_TIMEOUT', '900'))
+CASE_TIMEOUT = int(os.environ.get('IRISOPS_VMRIG_CASE_TIMEOUT', '1800'))
 
 
 def engine_files():
@@ -377,7 +379,10 @@ def main():
     ap.add_argument('--destroy', action='store_true')
     ap.add_argument('--list', action='store_true')
     ap.add_argument('--reuse', action='store_true')
+    ap.add_argument('--no-setup', action='store_true')
     args = ap.parse_args()
+    if args.no_setup and not args.reuse:
+        ap.error('--no-setup goes with --reuse')
     if not 0 <= args.lane <= 9:
         ap.error('--lane is 0..9 (ports 22620-22629)')
     lane = Lane(args.lane)
@@ -431,7 +436,8 @@ def main():
         payload = stage(host_key)
         log_path = os.path.join(OUT, 'setup.log')
         rc, _r, lines = ssh_call(lane, 'rm -rf /opt/irisops-vmrig && mkdir -p /opt/irisops-vmrig && '
-                                 'tar -xz -C /opt/irisops-vmrig && bash /opt/irisops-vmrig/setup.sh',
+                                 'tar -xz -C /opt/irisops-vmrig && %sbash /opt/irisops-vmrig/setup.sh' % (
+                                     'RIG_SETUP_ONLY=engine ' if args.no_setup else ''),
                                  log_path, stdin_data=payload, timeout=900)
         for line in lines:
             if line.startswith('setup:'):

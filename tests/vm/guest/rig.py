@@ -536,6 +536,7 @@ def reset(verbose=True):
         if st.get('freeze') and is_running(inst):
             sh([os.path.join(inst['dir'], 'bin', 'irisstat'), '-W'])
             done.append('irisstat -W of %s' % inst['name'])
+    restore_leftovers_reset(done)
     for inst in INSTANCES:
         if not is_running(inst):
             sh(['iris', 'start', inst['name'], 'quietly'])
@@ -849,7 +850,7 @@ def golden_repository():
         sys.stderr.write('cannot reach the sftp host: %s\n' % out)
         return 1
     for d in (REPORT_DIR, TEXTFILE_DIR, CONF_DIR, '/var/cache/irisops/restic', '/var/cache/irisops-vmrig',
-              '/var/lib/irisops-vmrig'):
+              '/var/lib/irisops-vmrig', '/var/lib/irisops/journals', DRILL_ROOT):
         shutil.rmtree(d, ignore_errors=True)
     os.makedirs(TEXTFILE_DIR)
     rc, out = sh(['irisops-backup', '--config', BASE_CONFIG, 'init'], timeout=600)
@@ -1500,6 +1501,620 @@ def case_sigkill_in_lvcreate(c):
              'dead-man switch thawed IRISA, IRISB', frozen, seen['snapshots'], seen['live_failed'], 'killed')
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Journal shipping, restore drill, real restore (issue 15)
+# ---------------------------------------------------------------------------------------------------------------
+
+#: The dedicated drill instance (installed by the first drill case, down between cases; the drill starts and stops
+#: it) and the drill directory: both on the root file system, apart from every production directory.
+IRISD = {'name': 'IRISD', 'dir': '/srv/irisops-drill/irisd', 'dbdir': '/srv/irisops-drill/irisd-db'}
+DRILL_ROOT = '/var/lib/irisops/drill'
+RESTORE_STATE = '/var/lib/irisops/restore'
+GAP_ASIDE = '/iris/jrn/.vmrig-gap-aside'     # same file system: a rename keeps owner and mode
+PACK_ASIDE = '/srv/restic/vmrig-pack-orig'
+PACK_MARK = '/run/irisops-vmrig/pack-overwritten'
+DRILL_CONFIG = {'drill_instance': IRISD['name'], 'drill_root': DRILL_ROOT,
+                'journal_metrics_file': TEXTFILE_DIR + '/irisops_journals.prom',
+                'drill_metrics_file': TEXTFILE_DIR + '/irisops_drill.prom'}
+
+
+def engine(args, config, timeout=900):
+    """``irisops-backup --config CONFIG ARGS...`` (stderr, the engine's progress lines, to the case's log):
+    (rc, JSON report or None)."""
+    log('irisops-backup %s' % ' '.join(args))
+    t0 = time.time()
+    proc = subprocess.run(['irisops-backup', '--config', config] + list(args), stdout=subprocess.PIPE,
+                          universal_newlines=True, timeout=timeout, check=False)
+    log('irisops-backup %s: rc %s in %.1f s' % (args[0], proc.returncode, time.time() - t0))
+    rep = parse_report(proc.stdout)
+    if rep is None:
+        log('no JSON report; stdout %r' % proc.stdout[-1500:])
+    return proc.returncode, rep
+
+
+def emu_module(name):
+    if '/opt/irisemu' not in sys.path:
+        sys.path.insert(0, '/opt/irisemu')
+    import importlib
+    return importlib.import_module('irisemu.%s' % name)
+
+
+def last_gen_record(path):
+    """(generation, offset) of the last ``IRISEMU("gen")`` SET in a journal file (the emulator's own reader)."""
+    recs = [r for r in emu_module('journal').read_records(path) if r['type'] == 'SET' and r.get('sub') == 'gen']
+    if not recs:
+        return None, None
+    return int(recs[-1]['value']), recs[-1]['offset']
+
+
+def instance_generation(name):
+    rc, out = emu_call('irisemu-load', [name, '--status'])
+    m = re.search(r'generation=(\d+)', out)
+    return int(m.group(1)) if m else None
+
+
+def dbcheck_generation(paths, instance):
+    """irisemu-dbcheck of paths: (rc, generation of ``instance`` or None, output)."""
+    rc, out = emu_call('irisemu-dbcheck', list(paths))
+    m = re.search(r'consistent: instance %s generation (\d+)' % re.escape(instance), out)
+    return rc, (int(m.group(1)) if m else None), out.strip()
+
+
+def journal_switch(name):
+    """``Do ^JRNSWTCH`` in a session of the instance (as its owner): the current journal file is completed."""
+    rc, out = sh(['runuser', '-u', 'irisowner', '--', 'iris', 'session', name, '-U', '%SYS'],
+                 data='Do ^JRNSWTCH\nHalt\n', timeout=120)
+    if rc != 0 or 'To:' not in out:
+        raise RuntimeError('journal switch of %s failed (rc %s): %s' % (name, rc, out[-400:]))
+    return out.strip().splitlines()[-1]
+
+
+def journal_files(inst):
+    key = emu_module('journal').name_key
+    return sorted(glob.glob(os.path.join(inst['jrndir'], '[0-9]' * 8 + '.*')), key=key)
+
+
+def ensure_drill_instance():
+    if not os.path.exists('/usr/local/etc/irisemu/%s.json' % IRISD['name']):
+        if not os.path.isdir(IRISD['dbdir']):
+            os.makedirs(IRISD['dbdir'], 0o755)
+        shutil.chown(IRISD['dbdir'], 'irisowner')
+        rc, out = sh([sys.executable, '/opt/irisemu-src/install.py', '--flavour', 'iris', '--instance',
+                      IRISD['name'], '--dir', IRISD['dir'], '--owner', 'irisowner', '--databases', 'USER',
+                      '--database-dir', IRISD['dbdir'], '--load', 'off'], timeout=300)
+        if rc != 0:
+            raise RuntimeError('installing the drill instance failed: %s' % out[-800:])
+        log('drill instance %s installed in %s (down; the drill starts and stops it)' % (IRISD['name'], IRISD['dir']))
+
+
+def drill_running():
+    return is_running(IRISD) if os.path.exists('/usr/local/etc/irisemu/%s.json' % IRISD['name']) else False
+
+
+def drill_workdirs(instance='IRISA', root=DRILL_ROOT):
+    return glob.glob(os.path.join(root, 'drill-%s-*' % instance))
+
+
+def tree_sums(dirs):
+    """path -> sha256 of every regular file (and -> 'dir'/'link:...') under dirs, the restore's own entries (names
+    with .irisops-: staging, chain, kept-aside directories) left out."""
+    import hashlib
+    out = {}
+    for top in dirs:
+        for dirpath, dirnames, names in os.walk(top):
+            dirnames[:] = [d for d in dirnames if '.irisops-' not in d]
+            out[dirpath] = 'dir'
+            for n in names:
+                if '.irisops-' in n:
+                    continue
+                p = os.path.join(dirpath, n)
+                if os.path.islink(p):
+                    out[p] = 'link:' + os.readlink(p)
+                    continue
+                h = hashlib.sha256()
+                with open(p, 'rb') as f:
+                    for chunk in iter(lambda: f.read(1 << 20), b''):
+                        h.update(chunk)
+                out[p] = h.hexdigest()
+    return out
+
+
+def own_leftovers(dirs):
+    """The restore's own entries (names with .irisops-: staging, chain, kept-aside directories) in dirs, their
+    subdirectories and the mount points of the rig's file systems."""
+    found = []
+    for top in list(dirs) + ['/iris/sys', '/iris/dba', '/iris/dbb', '/iris/jrn']:
+        for dirpath, dirnames, names in os.walk(top):
+            found += [os.path.join(dirpath, n) for n in dirnames + names if '.irisops-' in n]
+            dirnames[:] = [d for d in dirnames if '.irisops-' not in d and dirpath.count('/') < 4]
+    return sorted(set(found))
+
+
+IRISB_DIRS = ['/iris/sys/irisb', '/iris/dbb', '/iris/jrn/irisb']
+
+
+def restore_leftovers_reset(done):
+    """reset(): an interrupted restore of IRISB rolled back, a removed journal file or a corrupted pack put back, a
+    drill instance stopped, drill directories removed."""
+    if os.path.exists(os.path.join(RESTORE_STATE, 'IRISB.json')):
+        rc, _out = sh(['irisops-backup', '--config', BASE_CONFIG, 'restore', '--instance', 'IRISB', '--confirm',
+                       'IRISB', '--recover-only'], timeout=900)
+        done.append('recovered an interrupted restore of IRISB (rc %s)' % rc)
+    if os.path.isdir(GAP_ASIDE):
+        for f in glob.glob(os.path.join(GAP_ASIDE, '*', '*')):
+            dst = os.path.join('/iris/jrn', os.path.basename(os.path.dirname(f)), os.path.basename(f))
+            if not os.path.exists(dst):
+                shutil.move(f, dst)
+                done.append('put back journal file %s' % dst)
+        shutil.rmtree(GAP_ASIDE, ignore_errors=True)
+    if os.path.exists(PACK_MARK):
+        done.append(put_back_pack())
+    if drill_running():
+        sh(['iris', 'stop', IRISD['name'], 'quietly'])
+        done.append('stopped %s' % IRISD['name'])
+    for d in glob.glob(os.path.join(DRILL_ROOT, 'drill-*')) + glob.glob('/iris/sys/irisa/drill'):
+        shutil.rmtree(d, ignore_errors=True)
+        done.append('removed %s' % d)
+    if os.path.isdir(DRILL_ROOT):
+        os.rmdir(DRILL_ROOT)         # the engine makes it (with the mode it needs)
+
+
+def put_back_pack():
+    """The pack the drill-negatives case overwrote, back from its copy on the repository host."""
+    rc, out = sh(['ssh', '-i', KEY, '-o', 'UserKnownHostsFile=%s' % KNOWN_HOSTS, '-o', 'BatchMode=yes',
+                  'root@%s' % REPO_HOST, 'set -e; p=$(cat %s/path); cp -p %s/pack "$p"; rm -rf %s; echo "$p"'
+                  % (PACK_ASIDE, PACK_ASIDE, PACK_ASIDE)], timeout=60)
+    if rc == 0:
+        os.unlink(PACK_MARK)
+    return 'put back the overwritten pack %s (rc %s)' % (out.strip()[-200:], rc)
+
+
+def watch_restored_generation(proc, inst_name, t_limit=900):
+    """While a drill (proc) runs: when the drill instance logs the end of its journal restore (the restored
+    databases are rolled forward; the integrity check and the clean-up come next), stop the drill process
+    (SIGSTOP: the clean-up cannot start), run irisemu-dbcheck on its restored files, continue it (SIGCONT).
+    Returns dict(rc, generation, output, workdir, paused_s) or None when the journal restore was not seen."""
+    msgs = os.path.join(IRISD['dir'], 'mgr', 'messages.log')
+    try:
+        start = os.path.getsize(msgs)
+    except OSError:
+        start = 0
+    deadline = time.time() + t_limit
+    while proc.poll() is None and time.time() < deadline:
+        try:
+            with open(msgs, errors='replace') as f:
+                f.seek(start)
+                text = f.read()
+        except (IOError, OSError):
+            text = ''
+        if 'Journal restore of ' in text:
+            os.kill(proc.pid, signal.SIGSTOP)
+            t0 = time.time()
+            try:
+                work = drill_workdirs(inst_name)
+                res = {'workdir': work}
+                if work:
+                    rc, gen, out = dbcheck_generation([os.path.join(work[0], 'backup')], inst_name)
+                    res.update(rc=rc, generation=gen, output=out.splitlines()[:6])
+            finally:
+                os.kill(proc.pid, signal.SIGCONT)
+            res['paused_s'] = round(time.time() - t0, 2)
+            return res
+        time.sleep(0.05)
+    return None
+
+
+def case_journals_and_drill(c):
+    """Issue 15 end to end: journals shipped (switch first) under the write load, then a restore drill of IRISA
+    from the newest verified backup plus the shipped journals, into its drill root, through the drill instance."""
+    ensure_drill_instance()
+    cfg = case_config('journals-and-drill', DRILL_CONFIG)
+    set_load(['IRISA', 'IRISB'], (200, 2))       # writing on: journal records after the backup, cycles during it
+    time.sleep(3)
+    snaps = repo_snapshots()
+    backups = sorted([s for s in snaps if s['verified'] and s['run']], key=lambda s: s['time'])
+    c.check('a verified backup of the earlier cases is in the repository', backups, [s['short_id'] for s in snaps])
+    rc, res = engine(['journals', '--switch', '--json'], cfg)
+    res = res or {}
+    c.observed['journals'] = res
+    a = res.get('IRISA') or {}
+    c.check('journals --switch: rc 0, both instances shipped without error',
+            rc == 0 and all(not (res.get(n) or {}).get('error') and (res.get(n) or {}).get('shipped')
+                            for n in ('IRISA', 'IRISB')), (rc, res))
+    files = journal_files(INSTANCES[0])
+    current = state_of(INSTANCES[0]).get('journal', {}).get('current')
+    c.check('the newest shipped file is the one completed by the switch (the file before the current one)',
+            a.get('newest') and current and files.index(current) >= 1 and files[files.index(current) - 1] == a['newest']
+            if current in files else False, (a.get('newest'), current, files[-3:]))
+    want_gen, want_off = last_gen_record(a['newest']) if a.get('newest') else (None, None)
+    c.observed['newest_shipped'] = {'file': a.get('newest'), 'last_generation': want_gen, 'offset': want_off}
+    c.check('the newest shipped file holds write cycles (a last IRISEMU("gen") record)', want_gen is not None,
+            a.get('newest'))
+    mine = [s for s in repo_snapshots() if 'irisops-journal' in (s.get('tags') or [])
+            and 'instance=IRISA' in (s.get('tags') or [])]
+    c.check('repository: a journal snapshot of IRISA (tags irisops-journal, instance=IRISA)',
+            any(s['id'] == a.get('snapshot') or s['short_id'] == (a.get('snapshot') or '')[:8] for s in mine),
+            (a.get('snapshot'), [s['short_id'] for s in mine]))
+    prom = open(DRILL_CONFIG['journal_metrics_file']).read() if os.path.exists(
+        DRILL_CONFIG['journal_metrics_file']) else ''
+    c.check('journal metrics: ship success 1 and a lag for IRISA',
+            re.search(r'irisops_journal_ship_success\{[^}]*IRISA[^}]*\} 1', prom)
+            and re.search(r'irisops_journal_lag_seconds\{[^}]*IRISA', prom), prom[-600:])
+    # the drill: production keeps writing meanwhile
+    gen_before = instance_generation('IRISA')
+    msgs_before = messages_count(IRISD, 'Journal restore of')
+    log('irisops-backup drill --instance IRISA (IRISA at generation %s)' % gen_before)
+    t0 = time.time()
+    proc = subprocess.Popen(['irisops-backup', '--config', cfg, 'drill', '--instance', 'IRISA', '--json'],
+                            stdout=subprocess.PIPE, universal_newlines=True)
+    seen_gen = watch_restored_generation(proc, 'IRISA')
+    out, _e = proc.communicate(timeout=900)
+    log('irisops-backup drill: rc %s in %.1f s' % (proc.returncode, time.time() - t0))
+    rep = parse_report(out) or {}
+    c.observed['drill'] = dict((k, rep.get(k)) for k in ('status', 'error', 'backup_id', 'backup_run_id',
+                                                         'restore_journal_file', 'journal_chain', 'point_reached',
+                                                         'integrity', 'journal_restore', 'rto_s', 'removed',
+                                                         'recorded', 'warnings', 'drill_instance_started'))
+    c.observed['restored_generation'] = seen_gen
+    log('drill of IRISA: %s, backup %s (run %s), chain %s, point reached %s, RTO %s s (restore start to databases '
+        'checked; includes %s s the rig held the drill to check the restored files)' % (
+            rep.get('status'), (rep.get('backup_id') or '-')[:8], rep.get('backup_run_id'),
+            ', '.join(rep.get('journal_chain') or []), rep.get('point_reached'), rep.get('rto_s'),
+            (seen_gen or {}).get('paused_s')))
+    c.check('drill: rc 0, status success', proc.returncode == 0 and rep.get('status') == 'success',
+            (proc.returncode, rep.get('status'), rep.get('error')))
+    c.check('drill: the newest verified backup was drilled',
+            backups and rep.get('backup_id') == backups[-1]['id'], (rep.get('backup_id'), backups[-1:]))
+    point = rep.get('point_reached') or {}
+    c.check('drill: the point reached is the newest shipped journal file',
+            a.get('newest') and os.path.basename(str(point.get('file'))) == os.path.basename(a['newest']),
+            (point, a.get('newest')))
+    c.check('drill: the journal restore and the integrity check ok',
+            (rep.get('journal_restore') or {}).get('ok') and (rep.get('integrity') or {}).get('ok'),
+            (rep.get('journal_restore'), rep.get('integrity')))
+    c.check('restored databases (irisemu-dbcheck of the drill\'s files, the drill held before its clean-up): '
+            'consistent, at the generation of the last record in the newest shipped journal file',
+            seen_gen and seen_gen.get('rc') == 0 and want_gen is not None and seen_gen.get('generation') == want_gen,
+            'restored %s, newest shipped file ends at generation %s' % (seen_gen, want_gen))
+    c.check('drill: an RTO figure (seconds, > 0)', isinstance(rep.get('rto_s'), (int, float)) and rep['rto_s'] > 0,
+            rep.get('rto_s'))
+    c.check('drill instance: started by the drill, down again', rep.get('drill_instance_started') and
+            not drill_running(), (rep.get('drill_instance_started'), drill_running()))
+    c.check('drill instance: one journal restore in its messages.log',
+            messages_count(IRISD, 'Journal restore of') == msgs_before + 1, messages_count(IRISD, 'Journal restore of'))
+    c.check('drill files gone (nothing left under the drill root)', not drill_workdirs('IRISA')
+            and rep.get('removed'), (drill_workdirs('IRISA'), rep.get('removed')))
+    c.check('drill result recorded in the catalogue (irisops-drill snapshot)', rep.get('recorded') is True,
+            rep.get('recorded'))
+    prom = open(DRILL_CONFIG['drill_metrics_file']).read() if os.path.exists(DRILL_CONFIG['drill_metrics_file']) else ''
+    c.check('drill metrics: last success 1 and the RTO for IRISA',
+            re.search(r'irisops_drill_last_success\{[^}]*IRISA[^}]*\} 1', prom)
+            and re.search(r'irisops_drill_rto_seconds\{[^}]*IRISA', prom), prom[-600:])
+    gen_after = instance_generation('IRISA')
+    set_load(['IRISA', 'IRISB'], RIG_LOAD)
+    seen = c.look(key='after')
+    c.check('production: IRISA and IRISB still running, their generation kept moving during the drill, '
+            'IsWDSuspendedExt 3, live databases consistent',
+            all(is_running(i) for i in INSTANCES) and gen_before is not None and gen_after is not None
+            and gen_after > gen_before and [seen['wd'].get(n) for n in ('IRISA', 'IRISB')] == [3, 3]
+            and seen['live_failed'] == 0, (gen_before, gen_after, seen['wd'], seen['live']))
+    c.check('production: the drill\'s generation is not production\'s (the restored copy stopped at the shipped '
+            'point while IRISA went on)', want_gen is not None and gen_after is not None and gen_after > want_gen,
+            (want_gen, gen_after))
+
+
+def drill_fault(c, case, fault, msg_expected, rc, rep, seen, extra_lost=0):
+    c.record('vmrig_drill', case, fault, 'fail', rc not in (0, None), (rep or {}).get('error') or '',
+             msg_expected, seen['frozen'], seen['snapshots'], seen['live_failed'] + extra_lost,
+             (rep or {}).get('status'), point_reached=(rep or {}).get('point_reached'))
+
+
+def find_pack_of(snap_id, suffix):
+    """(pack id, blob id, path, offset, length) of the first data blob of the file whose path in snapshot snap_id ends
+    with suffix (restic ls, restic cat of the trees down to it, the repository's index)."""
+    rc, out = restic(['ls', snap_id])
+    paths = [ln.strip() for ln in out.splitlines() if ln.strip().endswith(suffix) and ln.strip().startswith('/')]
+    if rc != 0 or not paths:
+        raise RuntimeError('no file ending %s in snapshot %s (rc %s): %s' % (suffix, snap_id[:8], rc, out[-300:]))
+    rc, out = restic(['cat', 'snapshot', snap_id])
+    if rc != 0:
+        raise RuntimeError('restic cat snapshot: %s' % out[-300:])
+    tree = json.loads(out[out.index('{'):])['tree']
+    blob = None
+    for part in paths[0].strip('/').split('/'):
+        rc, out = restic(['cat', 'blob', tree])
+        nodes = json.loads(out[out.index('{'):])['nodes'] if rc == 0 else []
+        node = next((n for n in nodes if n['name'] == part), None)
+        if node is None:
+            raise RuntimeError('%s of %s not in the snapshot (%s)' % (part, paths[0], [n['name'] for n in nodes]))
+        if node['type'] == 'dir':
+            tree = node['subtree']
+        else:
+            blob = node['content'][0]
+    rc, out = restic(['list', 'index'])
+    for index in out.split():
+        rc, text = restic(['cat', 'index', index])
+        if rc != 0:
+            continue
+        for pack in json.loads(text[text.index('{'):]).get('packs') or []:
+            for b in pack.get('blobs') or []:
+                if b['id'] == blob:
+                    return pack['id'], blob, paths[0], b['offset'], b['length']
+    raise RuntimeError('blob %s of %s in no index of the repository' % (blob, paths[0]))
+
+
+def case_drill_negatives(c):
+    """What a drill must refuse or report: a damaged pack, a gap in the shipped journal chain, a drill root over a
+    running instance.  Each writes a fault record (suite vmrig_drill)."""
+    ensure_drill_instance()
+    pause_load(['IRISB'])
+    cfg = case_config('drill-negatives', DRILL_CONFIG)
+    # 1. drill_root inside the running IRISA's installation directory: refused before anything is written
+    bad_root = '/iris/sys/irisa/drill'
+    cfg_bad = case_config('drill-negatives-root', dict(DRILL_CONFIG, drill_root=bad_root))
+    drill_logs = messages_count(IRISD, 'Journal restore of')
+    rc, rep = engine(['drill', '--instance', 'IRISA', '--json'], cfg_bad)
+    rep = rep or {}
+    err = rep.get('error') or ''
+    msg = 'overlaps the install directory /iris/sys/irisa of instance IRISA'
+    c.check('drill root over IRISA: rc 1, failed, "nothing restored", names the overlap',
+            rc == 1 and rep.get('status') == 'failed' and err.startswith('nothing restored') and msg in err,
+            (rc, err[:400]))
+    written = [p for p in (bad_root,) if os.path.lexists(p)]
+    c.check('drill root over IRISA: nothing written (no drill directory, no backup picked, drill instance not '
+            'started, no journal restore)', not written and not rep.get('backup_id') and not drill_running()
+            and not rep.get('drill_instance_started') and messages_count(IRISD, 'Journal restore of') == drill_logs,
+            (written, rep.get('backup_id'), rep.get('drill_instance_started')))
+    seen = c.look(key='after-root')
+    drill_fault(c, 'drill-root-overlaps-instance', 'drill_root %s inside the running IRISA\'s installation directory'
+                % bad_root, msg, rc, rep, seen, len(written))
+    # 2. a journal file missing from the shipped chain: the drill stops at the gap, claims nothing after it
+    resume = ['IRISA']
+    set_load(resume, (200, 2))
+    names = []
+    for _i in range(3):
+        time.sleep(1.5)
+        names.append(state_of(INSTANCES[0]).get('journal', {}).get('current'))
+        journal_switch('IRISA')
+    before_gap, gap, after_gap = names
+    os.makedirs(os.path.join(GAP_ASIDE, 'irisa'))
+    shutil.move(gap, os.path.join(GAP_ASIDE, 'irisa', os.path.basename(gap)))
+    log('journal files %s, %s (removed from the host before the shipping), %s' % (before_gap, gap, after_gap))
+    rc_s, res = engine(['journals', '--json'], cfg)
+    shutil.move(os.path.join(GAP_ASIDE, 'irisa', os.path.basename(gap)), gap)
+    shutil.rmtree(GAP_ASIDE)
+    shipped = (res or {}).get('IRISA') or {}
+    c.check('journals shipped without the removed file (newest %s)' % os.path.basename(after_gap),
+            rc_s == 0 and shipped.get('newest') == after_gap, (rc_s, shipped))
+    rc, rep = engine(['drill', '--instance', 'IRISA', '--json'], cfg)
+    rep = rep or {}
+    err = rep.get('error') or ''
+    point = rep.get('point_reached') or {}
+    c.observed['gap'] = {'files': [before_gap, gap, after_gap], 'chain': rep.get('journal_chain'), 'point': point,
+                         'error': err[:600]}
+    c.check('gap: rc 1, failed, "the journal restore stopped"', rc == 1 and rep.get('status') == 'failed'
+            and 'the journal restore stopped' in err, (rc, err[:500]))
+    c.check('gap: the point reached is the last file before the gap (%s), never more' % os.path.basename(before_gap),
+            os.path.basename(str(point.get('file'))) == os.path.basename(before_gap)
+            and os.path.basename(before_gap) in err and os.path.basename(after_gap) not in str(point),
+            (point, err[:500]))
+    c.check('gap: drill instance down, drill files gone', not drill_running() and not drill_workdirs('IRISA'),
+            (drill_running(), drill_workdirs('IRISA')))
+    seen = c.look(key='after-gap')
+    drill_fault(c, 'journal-gap', 'journal file %s removed from the shipped chain' % os.path.basename(gap),
+                'the journal restore stopped', rc, rep, seen)
+    # 3. a damaged pack of the backup being drilled: the drill fails and names the file or the pack
+    backups = sorted([s for s in repo_snapshots() if s['verified'] and s['run']], key=lambda s: s['time'])
+    if not backups:
+        raise RuntimeError('no verified backup in the repository')
+    short = backups[-1]['id'][:8]
+    pack, blob, dat, offset, length = find_pack_of(backups[-1]['id'], 'dba/user/IRIS.DAT')
+    c.observed['corrupted'] = {'backup': short, 'pack': pack, 'blob': blob, 'file': dat, 'offset': offset,
+                               'length': length}
+    open(PACK_MARK, 'w').close()
+    rc_c, out = sh(['ssh', '-i', KEY, '-o', 'UserKnownHostsFile=%s' % KNOWN_HOSTS, '-o', 'BatchMode=yes',
+                    'root@%s' % REPO_HOST, 'set -e; p=$(ls /srv/restic/repo/data/%s/%s*); mkdir -p %s; '
+                    'cp -p "$p" %s/pack; echo "$p" > %s/path; '
+                    'head -c %d /dev/urandom | dd of="$p" bs=%d seek=%d count=1 conv=notrunc iflag=fullblock '
+                    'oflag=seek_bytes status=none; echo "$p"; cmp -s "$p" %s/pack && echo UNCHANGED || echo overwritten'
+                    % (pack[:2], pack, PACK_ASIDE, PACK_ASIDE, PACK_ASIDE, length, length, offset, PACK_ASIDE)],
+                   timeout=60)
+    c.check('the bytes of %s\'s first blob (%d at offset %d of pack %s) overwritten with random bytes'
+            % (dat, length, offset, pack[:12]),
+            rc_c == 0 and out.strip().endswith('overwritten'), out[-300:])
+    try:
+        rc, rep = engine(['drill', '--instance', 'IRISA', '--json'], cfg)
+        running, work = drill_running(), drill_workdirs('IRISA')
+    finally:
+        log(put_back_pack())
+    rep = rep or {}
+    err = rep.get('error') or ''
+    c.observed['corrupt'] = {'error': err[:800]}
+    c.check('damaged pack: rc 1, failed in the restic restore of backup %s' % short,
+            rc == 1 and rep.get('status') == 'failed' and 'restic restore of %s failed' % short in err,
+            (rc, err[:600]))
+    c.check('damaged pack: the message names the damaged file or pack', 'IRIS.DAT' in err or pack[:8] in err,
+            err[:800])
+    c.check('damaged pack: nothing rolled forward, drill instance down, drill files gone',
+            not rep.get('point_reached') and not running and not work, (rep.get('point_reached'), running, work))
+    seen = c.look(key='after-corrupt')
+    drill_fault(c, 'damaged-pack', 'the blob of %s in pack %s overwritten with random bytes' % (dat, pack[:12]),
+                'restic restore of %s failed' % short, rc, rep, seen)
+    rc, out = restic(['check'])
+    c.check('repository whole again after the pack was put back (restic check)', rc == 0, out[-400:])
+
+
+def restore_fault(c, case, fault, msg_expected, rc, rep, seen, lost, suite='vmrig_restore'):
+    c.record(suite, case, fault, 'fail', rc not in (0, None), (rep or {}).get('error') or '', msg_expected,
+             seen['frozen'], seen['snapshots'], seen['live_failed'] + lost, (rep or {}).get('status'))
+
+
+def iris_control(action, name):
+    rc, out = sh(['iris', action, name, 'quietly'], timeout=300)
+    return rc, out
+
+
+def case_real_restore(c):
+    """irisops-backup restore of IRISB: refused without the confirmation and while IRISB runs (nothing written);
+    then IRISB stopped and restored with --confirm: restored, rolled forward to its last journal file, integrity
+    ok, started, its files before the restore kept aside where the report says."""
+    insts = INSTANCES
+    rc, rep = engine(['restore', '--instance', 'IRISB', '--json'], BASE_CONFIG)
+    rep = rep or {}
+    msg = 'needs the confirmation IRISB'
+    left = own_leftovers(IRISB_DIRS) + glob.glob(os.path.join(RESTORE_STATE, 'IRISB.json'))
+    c.check('without --confirm: rc 1, failed, "nothing restored", asks for the confirmation',
+            rc == 1 and rep.get('status') == 'failed' and (rep.get('error') or '').startswith('nothing restored')
+            and msg in (rep.get('error') or ''), (rc, rep.get('error')))
+    c.check('without --confirm: nothing written, IRISB still running', not left and is_running(INSTANCES[1]), left)
+    seen = c.look(insts=insts, key='after-no-confirm')
+    restore_fault(c, 'refused-without-confirm', 'irisops-backup restore --instance IRISB without --confirm', msg, rc,
+                  rep, seen, len(left))
+    rc, rep = engine(['restore', '--instance', 'IRISB', '--confirm', 'IRISB', '--json'], BASE_CONFIG)
+    rep = rep or {}
+    msg = 'instance IRISB is running'
+    left = own_leftovers(IRISB_DIRS) + glob.glob(os.path.join(RESTORE_STATE, 'IRISB.json'))
+    c.check('IRISB running: rc 1, failed, "nothing restored", says it runs and how to stop it',
+            rc == 1 and rep.get('status') == 'failed' and (rep.get('error') or '').startswith('nothing restored')
+            and msg in (rep.get('error') or '') and 'iris stop IRISB quietly' in (rep.get('error') or ''),
+            (rc, rep.get('error')))
+    c.check('IRISB running: nothing written, IRISB still running', not left and is_running(INSTANCES[1]), left)
+    seen = c.look(insts=insts, key='after-running')
+    restore_fault(c, 'refused-while-running', 'irisops-backup restore --confirm IRISB while IRISB runs', msg, rc, rep,
+                  seen, len(left))
+    # the real restore
+    rc_s, out = iris_control('stop', 'IRISB')
+    c.check('IRISB stopped (iris stop)', rc_s == 0 and not is_running(INSTANCES[1]), out[-300:])
+    jfiles = journal_files(INSTANCES[1])
+    newest = jfiles[-1] if jfiles else None
+    want_gen, want_off = last_gen_record(newest) if newest else (None, None)
+    c.observed['before'] = {'journal_files': [os.path.basename(f) for f in jfiles[-4:]], 'last_gen': want_gen,
+                            'offset': want_off}
+    sums = tree_sums(IRISB_DIRS)
+    # The emulator's write daemon is its stand-in for application users, and the restored instance's load setting is
+    # the backup's (mgr/irisemu/state.json is restored too): an emulated user writing while the journal restore
+    # checks its target reads a block in the middle of a cycle ("<DATABASE> ... block N: checksum mismatch"). As an
+    # operator keeps users away from an instance being restored, the rig pauses that load as soon as the restore
+    # has started the instance (before its journal restore session can start).
+    state_file = os.path.join(RESTORE_STATE, 'IRISB.json')
+    log('irisops-backup restore --instance IRISB --confirm IRISB (its emulated users paused once it is started)')
+    t0 = time.time()
+    proc = subprocess.Popen(['irisops-backup', '--config', BASE_CONFIG, 'restore', '--instance', 'IRISB', '--confirm',
+                             'IRISB', '--json'], stdout=subprocess.PIPE, universal_newlines=True)
+    paused_at = None
+    while proc.poll() is None and time.time() < t0 + 1200:
+        if paused_at is None and (read_json(state_file) or {}).get('phase') in ('started', 'rollforward') \
+                and is_running(INSTANCES[1]):
+            emu_call('irisemu-load', ['IRISB', '--pause'])
+            paused_at = (read_json(state_file) or {}).get('phase')
+        time.sleep(0.05)
+    out, _e = proc.communicate()
+    rc = proc.returncode
+    log('irisops-backup restore: rc %s in %.1f s (emulated users paused in phase %s)'
+        % (rc, time.time() - t0, paused_at))
+    rep = parse_report(out) or {}
+    c.observed['restore'] = dict((k, rep.get(k)) for k in ('status', 'error', 'backup_id', 'backup_run_id',
+                                                           'restore_journal_file', 'journal_chain', 'point_reached',
+                                                           'integrity', 'journal_restore', 'rto_s', 'aside',
+                                                           'warnings', 'report_file', 'steps'))
+    log('restore of IRISB: %s, backup %s, point reached %s, RTO %s s' % (
+        rep.get('status'), (rep.get('backup_id') or '-')[:8], rep.get('point_reached'), rep.get('rto_s')))
+    c.check('restore: rc 0, status success', rc == 0 and rep.get('status') == 'success',
+            (rc, rep.get('status'), rep.get('error')))
+    point = rep.get('point_reached') or {}
+    c.check('restore: rolled forward to IRISB\'s newest journal file (%s)' % os.path.basename(str(newest)),
+            newest and os.path.basename(str(point.get('file'))) == os.path.basename(newest)
+            and (rep.get('journal_restore') or {}).get('ok'), (point, rep.get('journal_restore')))
+    line = [ln for ln in open(os.path.join(INSTANCES[1]['dir'], 'mgr', 'messages.log'), errors='replace')
+            if 'Journal restore of' in ln]
+    c.check('restored IRISB\'s messages.log: the journal restore completed at the last record of %s (offset %s, '
+            'generation %s)' % (os.path.basename(str(newest)), want_off, want_gen),
+            line and 'completed' in line[-1] and ('offset %s of' % want_off) in line[-1]
+            and os.path.basename(str(newest)) in line[-1].split('offset')[-1], line[-1:])
+    c.check('restore: integrity check ok', (rep.get('integrity') or {}).get('ok'), rep.get('integrity'))
+    c.check('restore: IRISB running on the restored files', is_running(INSTANCES[1]), state_of(INSTANCES[1]))
+    aside = rep.get('aside') or []
+    moved = {}
+    for a in aside:
+        for p, h in sums.items():
+            if p == a['dir'] or p.startswith(a['dir'].rstrip('/') + '/'):
+                moved[os.path.normpath(os.path.join(a['aside'], os.path.relpath(p, a['dir'])))] = h
+    now = tree_sums([a['aside'] for a in aside if os.path.isdir(a['aside'])])
+    adirs = [a['dir'] for a in aside]
+    c.check('production files kept aside where the report says: IRISB\'s system (mgr), database and journal '
+            'directories, each aside copy there',
+            any(d == '/iris/sys/irisb' or d.startswith('/iris/sys/irisb/') for d in adirs) and '/iris/jrn/irisb' in adirs
+            and any(d.startswith('/iris/dbb/') for d in adirs) and all(os.path.isdir(a['aside']) for a in aside), aside)
+    diff = [p for p in moved if now.get(p) != moved[p]]
+    c.check('the kept-aside files are production\'s files as they were before the restore (sha256 of %d files)'
+            % len(moved), moved and not diff, diff[:10])
+    c.check('restore: an RTO figure and the report file', isinstance(rep.get('rto_s'), (int, float))
+            and os.path.exists(rep.get('report_file') or '/nonexistent'), (rep.get('rto_s'), rep.get('report_file')))
+    c.check('restore: no state file left', not os.path.exists(os.path.join(RESTORE_STATE, 'IRISB.json')),
+            RESTORE_STATE)
+    # the operator deletes the kept-aside files once the instance is checked (the rig's next cases use IRISB)
+    for a in aside:
+        shutil.rmtree(a['aside'], ignore_errors=True)
+    seen = c.look(key='after')
+    c.check('after the restore: IRISA and IRISB running, live databases consistent, nothing frozen',
+            all(is_running(i) for i in INSTANCES) and seen['live_failed'] == 0 and not seen['frozen'],
+            (seen['live'], seen['frozen']))
+
+
+def case_restore_killed(c):
+    """SIGKILL of a real restore of IRISB after its swap started; the next run (--recover-only) rolls back:
+    production files as before (sha256), nothing of the restore left, the instance starts."""
+    rc_s, out = iris_control('stop', 'IRISB')
+    c.check('IRISB stopped (iris stop)', rc_s == 0 and not is_running(INSTANCES[1]), out[-300:])
+    sums = tree_sums(IRISB_DIRS)
+    state_file = os.path.join(RESTORE_STATE, 'IRISB.json')
+    log('irisops-backup restore --instance IRISB --confirm IRISB (to be killed after its swap started)')
+    proc = subprocess.Popen(['irisops-backup', '--config', BASE_CONFIG, 'restore', '--instance', 'IRISB', '--confirm',
+                             'IRISB', '--json'], stdout=subprocess.PIPE, universal_newlines=True)
+    phase, ops, deadline = None, None, time.time() + 900
+    while proc.poll() is None and time.time() < deadline:
+        st = read_json(state_file) or {}
+        if st.get('phase') in ('swap', 'started', 'rollforward', 'integrity'):
+            os.kill(proc.pid, signal.SIGKILL)
+            phase, ops = st.get('phase'), len(st.get('ops') or [])
+            break
+        time.sleep(0.02)
+    proc.communicate()
+    rc = proc.returncode
+    st = read_json(state_file) or {}
+    c.observed['killed'] = {'rc': rc, 'phase_seen': phase, 'phase_in_state_file': st.get('phase'), 'ops': ops}
+    log('restore killed (rc %s) in phase %s (state file: %s)' % (rc, phase, st.get('phase')))
+    c.check('the restore was killed (SIGKILL) after its swap started', rc == -signal.SIGKILL and phase is not None,
+            (rc, phase))
+    changed = tree_sums(IRISB_DIRS) != sums
+    c.observed['production_changed_by_the_kill'] = changed
+    c.check('the killed restore left its state file', st.get('instance') == 'IRISB', st)
+    rc2, rep = engine(['restore', '--instance', 'IRISB', '--confirm', 'IRISB', '--recover-only', '--json'],
+                      BASE_CONFIG)
+    rep = rep or {}
+    rec = rep.get('recovered') or {}
+    c.observed['recovered'] = rec
+    c.check('--recover-only: rc 0, the interrupted restore rolled back', rc2 == 0 and rep.get('status') == 'success'
+            and rec.get('action') == 'rolled back', (rc2, rep.get('status'), rep.get('error'), rec))
+    after = tree_sums(IRISB_DIRS)
+    diff = sorted(set(p for p in set(sums) | set(after) if sums.get(p) != after.get(p)))
+    c.check('production files of IRISB exactly as before the restore (sha256 of %d files)' % len(sums), not diff,
+            diff[:10])
+    left = own_leftovers(IRISB_DIRS) + glob.glob(state_file)
+    c.check('nothing of the restore left (staging, chain, aside directories, state file)', not left, left)
+    c.check('IRISB down after the rollback (as before the restore)', not is_running(INSTANCES[1]), state_of(INSTANCES[1]))
+    rc3, out = iris_control('start', 'IRISB')
+    seen = c.look(key='after')
+    c.check('IRISB starts on its files, live databases consistent', rc3 == 0 and is_running(INSTANCES[1])
+            and seen['live_failed'] == 0, (out[-300:], seen['live']))
+    lost = len(diff) + len(left) + (0 if rc3 == 0 and is_running(INSTANCES[1]) else 1)
+    c.record('vmrig_signals', 'SIGKILL-restore-swap', 'SIGKILL of irisops-backup restore of IRISB after its swap '
+             'started (phase %s); then restore --recover-only' % phase, 'fail', rc != 0,
+             'killed by SIGKILL in phase %s; --recover-only: %s' % (phase, rec.get('text') or rep.get('error')),
+             'rolled back the interrupted restore', seen['frozen'], seen['snapshots'], seen['live_failed'] + lost,
+             'killed')
+
+
 def case_final_live(c):
     """Old "After all cases": the live databases of the three instances are consistent."""
     insts = INSTANCES + ([IRISC] if os.path.exists('/usr/local/etc/irisemu/IRISC.json') else [])
@@ -1538,6 +2153,10 @@ CASES = [
     ('repository-unreachable-mid-copy', case_repo_unreachable),
     ('killed-during-copy', case_killed_during_copy),
     ('sigkill-during-lvcreate', case_sigkill_in_lvcreate),
+    ('journals-and-drill', case_journals_and_drill),
+    ('drill-negatives', case_drill_negatives),
+    ('real-restore', case_real_restore),
+    ('restore-killed', case_restore_killed),
     ('final-live-check', case_final_live),
 ]
 

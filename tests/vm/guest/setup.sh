@@ -49,6 +49,11 @@ exec python3 -I -B /usr/local/lib/irisops/_backup.py "$@"
 WRAPPER
 chmod 0755 /usr/local/sbin/irisops-backup
 step "engine"
+# run.py --reuse --no-setup: only the engine and the rig's files (unpacked by the same ssh call), the VM's state kept
+if [ "${RIG_SETUP_ONLY:-}" = engine ]; then
+    echo "setup: done (engine only)"
+    exit 0
+fi
 
 # --- repository host ---------------------------------------------------------------------------------------------
 install -d -m 0700 /etc/irisops
