@@ -458,7 +458,15 @@ class SignalGuard(object):
         return self
 
     def names(self):
-        return ', '.join(signal_name(s) for s in self.received)
+        return ', '.join(self.unique())
+
+    def unique(self):
+        """The names of the signals received, each once, in the order they first came."""
+        seen = []
+        for s in self.received:
+            if signal_name(s) not in seen:
+                seen.append(signal_name(s))
+        return seen
 
     def interrupted(self):
         if self.received:
@@ -780,7 +788,20 @@ def deadman_fire(state_path, token, runner=None, discover=None, log=None):
         return 'disarmed'
     outcome = _deadman_thaw(state, state_path, runner, discover, log)
     if state.get('cleanup'):
-        _fire_cleanup(state, log)
+        # the switches of one window (one per instance) fire together: one at a time lists and removes the run's
+        # snapshots, so that the second finds them gone instead of failing on an LV the first just removed
+        try:
+            fd = os.open(os.path.join(os.path.dirname(state_path), '.cleanup.lock'),
+                         os.O_WRONLY | os.O_CREAT | getattr(os, 'O_NOFOLLOW', 0), 0o600)
+        except OSError:
+            fd = None
+        try:
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            _fire_cleanup(state, log)
+        finally:
+            if fd is not None:
+                os.close(fd)
     return outcome
 
 
@@ -1543,7 +1564,7 @@ def thaw_held(instances, caller, options=None, token=None, force=False, runner=N
     with SignalGuard() as guard:
         out = _thaw_held(instances, caller, options, token, force, runner, base, lock_wait, check_validity)
     if guard.received:
-        out['signals'] = [signal_name(sig) for sig in guard.received]
+        out['signals'] = guard.unique()
         if not out['failed']:
             # the thaw is done, but the job that asked for it was stopped: its caller must not take the stop for
             # a normal end (what came after the thaw in that job did not run)

@@ -817,7 +817,15 @@ class Hook(object):
             if dm.get('disarmed') or dm.get('was_armed'):
                 log.info('  %s: dead-man switch disarmed' % name)
             log.info('  Completed thaw of %s' % name)
-        if record and out['thawed']:
+        interrupted = out.get('signals') and not out['invalid'] and not out['still_frozen']
+        if interrupted:
+            # the engine finished the thaw under the signal; whoever sent it gave up on this backup, so it is not
+            # recorded (ExternalSetHistory may purge journals) and the exit status says the hook did not complete
+            log.error('  %s' % out['msg'])
+        if record and out['thawed'] and interrupted:
+            self.warn('  backup NOT recorded (ExternalSetHistory): the thaw was interrupted by %s' % ', '.join(
+                out['signals']))
+        elif record and out['thawed']:
             if out['invalid']:
                 self.warn('  backup NOT recorded (ExternalSetHistory): the freeze was not intact (%s)' % ', '.join(
                     sorted(out['invalid'])))
@@ -847,6 +855,10 @@ class Hook(object):
             log.error('%s finished: FAILED - %s went down during the backup: not frozen (a stopped instance holds no '
                       'freeze), but not in this backup either; start it and take the backup again; exit %d' % (
                           what, ', '.join(out['went_down']), RC_ERROR))
+            return self._failed(switch_due)
+        if interrupted:
+            log.error('%s finished: INTERRUPTED by %s after thawing %s; exit %d' % (
+                what, ', '.join(out['signals']), ', '.join(out['thawed']) or 'nothing', RC_ERROR))
             return self._failed(switch_due)
         if out['invalid'] and action == 'thaw':
             log.error('%s finished: BACKUP INVALID for %s (%s); thawed %s; exit %d' % (

@@ -11,6 +11,7 @@ from __future__ import absolute_import, division, print_function
 
 import json
 import os
+import signal
 import sys
 
 import pytest
@@ -71,6 +72,26 @@ def test_freeze_holds_a_lease_and_the_thaw_checks_and_releases_it(rig):
     assert not iris.frozen and not cache.frozen and state(rig, 'generic') is None
     assert _freeze.run_validity(st['run_id'], rig[5])[0] is True
     assert 'Thaw finished: thawed' in log(rig)
+
+
+def test_a_thaw_under_a_signal_finishes_records_nothing_and_fails(rig, monkeypatch):
+    """SIGTERM while ExternalThaw runs (the backup product gave up): both instances are thawed all the same, the
+    backup is not recorded (ExternalSetHistory may purge journals) and the hook exits 1, saying why."""
+    host, iris, cache = rig[:3]
+    assert run(rig, 'generic', 'freeze') == 0, log(rig)
+    real = _iris.thaw
+
+    def thaw_then_signal(*args, **kwargs):
+        out = real(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return out
+    monkeypatch.setattr(_iris, 'thaw', thaw_then_signal)
+    assert run(rig, 'generic', '--set-history', 'thaw') == 1, log(rig)
+    assert not iris.frozen and not cache.frozen and state(rig, 'generic') is None
+    assert 'interrupted by SIGTERM' in log(rig) and 'the thaw was finished first' in log(rig)
+    assert 'backup NOT recorded (ExternalSetHistory): the thaw was interrupted by SIGTERM' in log(rig)
+    assert 'Thaw finished: INTERRUPTED by SIGTERM after thawing' in log(rig)
+    assert not host.session_calls('IRIS', 'ExternalSetHistory')
 
 
 def test_another_freezer_is_refused_while_the_lease_lives(rig):

@@ -667,7 +667,7 @@ def test_thaw_held_under_a_signal_finishes_the_thaw_and_fails(rig, monkeypatch):
     monkeypatch.setattr(_iris, 'thaw', thaw_then_signal)
     out = _freeze.thaw_held(instances, 'iris_thaw', {}, token=res['lease']['token'], base=base)
     assert not iris.frozen and not cache.frozen
-    assert out['failed'] and set(out['signals']) == {'SIGTERM'} and out['valid'] is True
+    assert out['failed'] and out['signals'] == ['SIGTERM'] and out['valid'] is True
     assert out['msg'].startswith('interrupted by SIGTERM') and 'the thaw was finished first' in out['msg']
     assert not os.path.exists(os.path.join(base, _freeze.OWNER_NAME))
 
