@@ -257,7 +257,7 @@ def ssh_call(lane, command, log_path, stdin_data=None, timeout=CASE_TIMEOUT):
     if stdin_data is not None:
         proc.stdin.write(stdin_data)
         proc.stdin.close()
-    timer = threading.Timer(timeout, lambda: proc.kill())
+    timer = threading.Timer(timeout, proc.kill)
     timer.start()
     try:
         for raw in iter(proc.stdout.readline, b''):
@@ -372,7 +372,7 @@ def boot(lane, table):
 
 
 def main():
-    ap = argparse.ArgumentParser(prog='tests/vm/run.py', description=__doc__.split('\n')[0])
+    ap = argparse.ArgumentParser(prog='tests/vm/run.py', description=__doc__.split('\n', maxsplit=1)[0])
     ap.add_argument('--lane', type=int, default=int(os.environ.get('IRISOPS_VMRIG_LANE', '0')))
     ap.add_argument('--cases')
     ap.add_argument('--keep', action='store_true')

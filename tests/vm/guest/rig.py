@@ -246,7 +246,7 @@ def live_check(inst):
 def history(inst):
     """Entries of the instance's backup history (the emulator's ^SYS("BUHISTORY")), oldest first."""
     data = read_json(os.path.join(inst['dir'], 'mgr', 'irisemu', 'buhistory.json'), {}) or {}
-    return [data[k] for k in sorted(data, key=lambda k: float(k))]
+    return [data[k] for k in sorted(data, key=float)]
 
 
 def history_with(run_id, insts=None):
@@ -1403,7 +1403,7 @@ def case_repo_unreachable(c):
     c.check('failed in the copy', rep.get('failed_step') == 'copy', (rep.get('failed_step'), rep.get('error')))
     c.check('LVM snapshots removed (report)', len((rep.get('cleanup') or {}).get('snapshots_removed') or []) == 4,
             rep.get('cleanup'))
-    c.check('no complete-looking backup of the run in the repository', not [s for s in of_run(snaps, case)], snaps)
+    c.check('no complete-looking backup of the run in the repository', not list(of_run(snaps, case)), snaps)
     fault_record(c, case, 'the sftp repository host goes down (container stopped) while restic copies', rc, rep,
                  'copy into the repository failed', seen_down)
     c.observed['report'] = dict((k, rep.get(k)) for k in ('status', 'failed_step', 'error', 'cleanup'))
