@@ -1421,6 +1421,10 @@ class FreezeEngine(object):
             elif tr.get('changed'):
                 res['thawed'].append(name)
         still_frozen += [n for n in out['rollback_failed'] if n not in still_frozen and n not in thawed]
+        for name in went_down:
+            # its state query failed because it was down: "went down" below says more than "cannot tell"
+            if invalid.get(name, (None,))[0] == INVALID_UNKNOWN:
+                del invalid[name]
         fired = self.disarm(list(self.switch_tokens), keep=still_frozen)
         for name in fired:
             if name not in still_frozen and name not in invalid and (froze.get(name) or {}).get('changed'):

@@ -598,7 +598,7 @@ class Case(object):
     def record(self, suite, case, fault, expect, rc_failed, message, message_expected, frozen_after,
                snapshots_after, data_lost, report_status, **extra):
         rec = dict(suite=suite, case=case, fault=' '.join(fault.split()), expect=expect, rc_failed=bool(rc_failed),
-                   message=(message or '')[:300], message_expected=message_expected,
+                   message=(message or '')[:4000], message_expected=message_expected,
                    frozen_after=list(frozen_after), snapshots_after=list(snapshots_after),
                    data_lost=int(data_lost), report_status=report_status,
                    seconds=round(time.time() - self.t0, 1))

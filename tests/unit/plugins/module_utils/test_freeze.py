@@ -760,3 +760,22 @@ def test_a_thaw_that_cannot_log_in_says_it_cannot_tell_not_still_frozen(rig):
     assert out['failed'] and out['still_frozen'] == [] and list(out['unknown']) == ['IRIS']
     assert 'cannot tell whether these are frozen' in out['msg'] and 'STILL FROZEN' not in out['msg']
     assert 'ExternalThaw IRIS' not in _events(host)
+
+
+def test_an_instance_that_went_down_inside_the_window_is_reported_down_not_unknown(rig):
+    """Stopped between the freeze and the thaw: its state query fails ("not running"); the verdict says it went
+    down (not frozen, not backed up), not that its state is unknown, and nothing is reported still frozen."""
+    host, iris, cache, instances, base = rig
+    removed = []
+
+    def snap(payload, ctl):
+        cache.status = 'down, last used Mon Dec  7 10:00:00 2026'
+        cache.frozen = False
+        return payload
+    res = _engine(rig).window(_steps(instances, 'a'), snapshot=snap,
+                              cleanup=lambda: (removed.append('a') or ['a'], []))
+    assert res['failed'] and res['valid'] is False and res['went_down'] == ['CACHE'], res['msg']
+    assert 'CACHE went down inside the freeze window: not frozen' in res['msg']
+    assert 'BACKUP INVALID' not in res['msg'] and 'STILL FROZEN' not in res['msg'], res['msg']
+    assert res['still_frozen'] == [] and not iris.frozen and removed == ['a']
+    assert _freeze.run_validity('r1', base)[0] is False
