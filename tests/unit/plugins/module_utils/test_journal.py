@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 import pytest
 
@@ -438,12 +439,27 @@ def test_against_the_emulator(emu):
     shutil.copytree(os.path.join(e['root'], 'srcdata'), os.path.join(e['root'], 'backup'))
     assert _iris.session(None, src, _iris.external_thaw_expr(), timeout=60)[0] == 5
     g0 = gen_of(os.path.join(e['root'], 'backup', 'user', 'IRIS.DAT'))
+    from irisemu import journal as jm  # pylint: disable=import-error
+    srcuser = os.path.join(e['root'], 'srcdata', 'user') + '/'
+
+    def wait_for_writes(path):
+        # the workload's writes reach each file before it is switched away (a fixed sleep was too short on a
+        # loaded machine: the first file had no record of the user database and the test failed on its own rig)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if len([r for r in jm.read_records(path) if r['sub'] == 'gen' and r['dir'] == srcuser]) >= 2:
+                return
+            subprocess.call(['sleep', '0.1'])
+        pytest.fail('the workload wrote no two records of %s into %s in 60 s' % (srcuser, path))
+
     # journal switches: the files before the current one are the completed ones
+    current = first
     for dummy in range(3):
+        wait_for_writes(current)
         r = run(e, 'SRC', _journal.switch_lines())
         sw = _journal.parse_switch(r['values'], r['stdout'])
         assert _journal.interpret_run(r)[0] == 'success' and sw['switched'] and sw['printed'] == (sw['old'], sw['new'])
-        subprocess.call(['sleep', '0.3'])
+        current = sw['new']
     jdir = os.path.join(e['root'], 'src', 'mgr', 'journal')
     completed = _journal.list_completed_journals([jdir], sw['new'])
     chain = _journal.journals_from(completed, first)
@@ -454,12 +470,10 @@ def test_against_the_emulator(emu):
     for f in chain:
         shutil.copy2(f, ship)
         shipped.append(os.path.join(ship, os.path.basename(f)))
-    from irisemu import journal as jm  # pylint: disable=import-error
 
     def gens(path, d):
         return [(r['offset'], int(r['value'])) for r in jm.read_records(path) if r['sub'] == 'gen' and r['dir'] == d]
 
-    srcuser = os.path.join(e['root'], 'srcdata', 'user') + '/'
     redirects = [(os.path.join(e['root'], 'srcdata', db), os.path.join(e['root'], 'drilldata', db))
                  for db in ('user', 'app')]
     target = os.path.join(e['root'], 'drilldata', 'user', 'IRIS.DAT')
