@@ -957,6 +957,13 @@ def restore_text(rep):
     rec = rep.get('recovered')
     if rec:
         out.append('unfinished restore: %s' % rec.get('text'))
+    unfinished = rep.get('unfinished')
+    if unfinished:
+        out.append('unfinished restore %s (phase %s, %s): a run will %s it first' % (
+            unfinished.get('run_id'), unfinished.get('phase'), unfinished.get('state_file'), unfinished.get('action')))
+    if rep.get('plan'):
+        out.append('plan (--dry-run: nothing written):' if rep.get('status') == 'planned' else 'plan:')
+        out += ['  %s' % line for line in rep['plan']]
     if rep.get('backup_id'):
         out.append('backup %s (run %s, taken %s), restore journal file %s' % (
             rep['backup_id'][:8], rep.get('backup_run_id') or '-', rep.get('backup_time') or '-',

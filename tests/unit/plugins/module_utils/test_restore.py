@@ -743,6 +743,14 @@ def test_the_command_line(world, monkeypatch, capsys, tmp_path):
     plan = json.loads(capsys.readouterr().out)
     assert plan['status'] == 'planned' and sorted(u['dir'] for u in plan['units']) == sorted(world.units)
     assert production(world) == before and world.calls_of() == []
+    # the same plan as text: the lines a person reads before a real restore
+    assert _backup.main(['--config', str(cfgfile), 'restore', '--instance', 'iris', '--confirm', 'IRIS',
+                         '--dry-run']) == 0
+    text = capsys.readouterr().out
+    assert 'PLANNED' in text and 'plan (--dry-run: nothing written):' in text
+    # (each preview names its own run: the aside names differ, the backup line does not)
+    assert '  %s' % plan['plan'][0] in text and text.count('current files kept aside in') == len(world.units), text
+    assert production(world) == before and world.calls_of() == []
     assert _backup.main(['--config', str(cfgfile), 'restore', '--instance', 'iris', '--confirm', 'iris']) == 0
     assert 'irisops-backup restore of IRIS on iris01: SUCCESS' in capsys.readouterr().out
     assert_restored(world, before)
