@@ -425,6 +425,20 @@ def phase_seen(inst, ev, since_lines=0):
     return len(hits) > since_lines
 
 
+def sshd_pids():
+    """pids of the sshd processes of Ansible's connections (one per connection: sshd -i and its session child)."""
+    pids = []
+    for d in os.listdir('/proc'):
+        if d.isdigit():
+            try:
+                with open('/proc/%s/comm' % d) as f:
+                    if f.read().strip() == 'sshd':
+                        pids.append(int(d))
+            except OSError:
+                pass
+    return pids
+
+
 def lvm_events():
     return [ln.split() for ln in read(os.path.join(LVM, 'events.log')).splitlines()]
 
@@ -478,6 +492,10 @@ def do_wait(act, row):
                 break
         if what == 'thawed':
             if frozen(act['inst']) is False:
+                break
+        if what == 'no_sshd':
+            # the cut connection's sshd processes have exited: the module's standard output has no reader
+            if not sshd_pids():
                 break
         time.sleep(poll)
     else:
@@ -600,6 +618,18 @@ def lvm_processes():
     return [pid for pid in all_pids() if cmdline(pid)[1:2] == ['/usr/local/lib/irisops-fm/fm_lvm.py']]
 
 
+def switch_running():
+    """Whether a dead-man switch is at work (``_freeze.py deadman-fire``: its thaw, then its clean-up)."""
+    return any('deadman-fire' in cmdline(pid) for pid in all_pids())
+
+
+def owner_running():
+    """Whether the process named by the host freeze lock's owner record still runs (a window whose control
+    connection was cut removes its snapshots itself, in a process the freezer list cannot name under pipelining)."""
+    pid = (read_json('/run/irisops/freeze.owner.json') or {}).get('pid')
+    return bool(pid) and os.path.exists('/proc/%d' % int(pid))
+
+
 def snapshots():
     st = read_json(os.path.join(LVM, 'state.json')) or {}
     return ['vgfm/%s' % s['name'] for s in st.get('snapshots') or []]
@@ -667,7 +697,12 @@ def observe(spec, row):
                 thawed_at[n] = now
         if not any(hint.values()) or not ob.get('poll', True) or now >= poll_deadline:
             state = frozen_all()          # the verdict: IsWDSuspendedExt as the owner
-            if all(v is False for v in state.values()) or not ob.get('poll', True) or now >= poll_deadline:
+            # thawed is not the end while a switch is still armed and snapshots are there: a killed window's switch
+            # removes its run's snapshots when it fires (after the thaw of the ExternalThaw session left running)
+            switch_files = any(glob.glob(os.path.join(b, 'deadman', '*.json')) for b in state_dirs())
+            cleanup_due = bool(snapshots()) and (switch_files or switch_running() or owner_running())
+            if (all(v is False for v in state.values()) and not cleanup_due) or not ob.get('poll', True) \
+                    or now >= poll_deadline:
                 break
         row.sample_switches()
         time.sleep(0.25)

@@ -45,6 +45,7 @@ Exit status 0 when every row survived.
 from __future__ import absolute_import, division, print_function
 
 import argparse
+import ast
 import json
 import os
 import queue
@@ -187,6 +188,8 @@ def phrase_for(freezer, phase, fault, on_controller=False):
         return 'System resumed' if sig == 'SIGKILL' else 'freeze failed on CACHE'
     if on_controller and hold and phase in ('after_freeze', 'during_lvcreate'):
         return 'instance IRIS was still frozen'        # nobody thaws but the switch
+    if phase == 'during_thaw' and hold and fault in ('SIGTERM', 'SIGINT', 'SIGHUP'):
+        return 'interrupted by %s' % sig               # the thaw finishes under the signal, then the run fails
     if phase == 'during_thaw' and (hold or sig == 'SIGKILL'):
         return 'System resumed'                        # the thaw process dies; its ExternalThaw session finishes
     if sig == 'SIGKILL':
@@ -366,10 +369,17 @@ def extra_rows():
     # a cut connection with pipelining on (no pty, so no SIGHUP reaches the module)
     plan = play_plan('lvm_together', 'during_lvcreate', 'CUT_SSH', 'fm-x-cut-pipelining')
     plan['pipelining'] = True
+    # the lvcreate is held until the cut connection's sshd has exited (on a loaded machine that takes longer than a
+    # timed hold: the module then finished before its output lost its reader, and the row tested nothing)
+    plan['prep'] = [{'do': 'lvm', 'ctl': {'block': 'shared', 'hold': 0}}]
+    plan['after_fault'] = [{'do': 'wait', 'what': 'no_sshd', 'timeout': 60},
+                           {'do': 'release', 'what': 'lvcreate'}]
     rows.append(Row('extra.cut_ssh_pipelining.lvm_together', 'lvm_together', 'during_lvcreate', 'CUT_SSH', 'play',
-                    plan, phrases=['interrupted by'], est=20, desc='the SSH connection cut, ANSIBLE_PIPELINING=True',
+                    plan, phrases=['control connection lost'], est=20,
+                    desc='the SSH connection cut, ANSIBLE_PIPELINING=True',
                     note='ANSIBLE_PIPELINING=True: the module runs without a pty, a dropped connection sends it no '
-                         'SIGHUP'))
+                         'SIGHUP; it finds its output without a reader after the window, removes its snapshots and '
+                         'records the run invalid ("control connection lost")'))
     # the switch fires inside the window
     for fz in ('iris_freeze', 'hook'):
         run_id = 'fm-x-switchfires-%s' % fz.replace('_', '-')
@@ -505,14 +515,25 @@ def stage_pylib(dest):
     shutil.copytree(os.path.join(REPO, 'plugins'), os.path.join(coll, 'plugins'), ignore=ignore)
 
 
+def engine_modules():
+    """_freeze.ENGINE_MODULES, read from the source (the hook program imports these; _lvm since the switch of a
+    window removes its snapshots)."""
+    with open(os.path.join(REPO, 'plugins', 'module_utils', '_freeze.py')) as f:
+        tree = ast.parse(f.read())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, 'id', None) == 'ENGINE_MODULES' for t in node.targets):
+            return list(ast.literal_eval(node.value))
+    raise RuntimeError('ENGINE_MODULES not found in plugins/module_utils/_freeze.py')
+
+
 def setup(ctrs):
     t0 = time.time()
     stage = tempfile.mkdtemp(prefix='irisops-fm-stage-')
     try:
         stage_pylib(stage)
         os.makedirs(os.path.join(stage, 'hook'))
-        for f in ('roles/hooks/files/irisops_hook.py', 'plugins/module_utils/_run.py', 'plugins/module_utils/_iris.py',
-                  'plugins/module_utils/_freeze.py'):
+        # the hook program and the engine files the hooks role installs (_freeze.ENGINE_MODULES: one list)
+        for f in ['roles/hooks/files/irisops_hook.py'] + ['plugins/module_utils/%s.py' % m for m in engine_modules()]:
             shutil.copy2(os.path.join(REPO, f), os.path.join(stage, 'hook'))
         os.makedirs(os.path.join(stage, 'fm'))
         for f in ('fm_host.py', 'fm_lvm.py'):
@@ -613,8 +634,10 @@ class Work(object):
         env = dict(os.environ, ANSIBLE_CONFIG=self.cfg, ANSIBLE_NOCOLOR='1', ANSIBLE_FORCE_COLOR='0',
                    PYTHONWARNINGS='ignore', ANSIBLE_PIPELINING='True' if pipelining else 'False')
         env.pop('ANSIBLE_CALLBACKS_ENABLED', None)
+        # the variable, not only the environment: ansible.cfg's [ssh_connection] pipelining = False won over
+        # ANSIBLE_PIPELINING (the module ran from a file with ssh -tt, i.e. on a pty)
         argv = ['ansible-playbook', '-i', self.inventory(ctr), os.path.join(HERE, 'fm_play.yml'),
-                '-e', json.dumps(pvars)]
+                '-e', json.dumps(dict(pvars, ansible_pipelining=bool(pipelining)))]
         log = open(os.path.join(self.out, log_name), 'wb')
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                 start_new_session=True)
@@ -729,6 +752,10 @@ def run_play_row(row, ctr, work):
         notes.append('TEST ERROR: ansible-playbook ended (rc %s) before the fault' % proc.returncode)
     fault_at = time.time()
     notes.append(deliver(proc, plan['fault'], ctr))
+    if plan.get('after_fault'):
+        after = host_call(ctr, 'act', {'actions': plan['after_fault']}, timeout=120)
+        if after.get('wait_timeouts'):
+            notes.append('TEST ERROR: after the fault, never reached %s' % after['wait_timeouts'])
     late = finish_play(proc, 120)
     if late:
         notes.append('ansible-playbook ' + late)
