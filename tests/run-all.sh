@@ -21,6 +21,10 @@
 #                                    one core busy while the controller mostly waits on SSH, so the other steps use
 #                                    the other core; its row joins the table at the end (0: the VM rig runs in the
 #                                    main lane after the molecule scenarios)
+#   IRISOPS_LANE_SCENARIOS="bad_inputs backup_user iris_modules hooks"  molecule scenarios the second lane runs
+#                                    after the VM rig (instead of the main lane), so both lanes end at about the
+#                                    same time ("": none); scenarios whose timing is tight (deadman, freeze_matrix)
+#                                    stay in the main lane
 #   IRISOPS_VM_RIG=0                 no VM rig step (a SKIP row; default 1)
 #   IRISOPS_STEP_TIMEOUT=3600        seconds after which one step is killed and counted as failed
 #   IRISOPS_TOTAL_BUDGET=5100        seconds for the whole run (85 min); steps that would start after it are
@@ -226,6 +230,35 @@ bg_step() {
     ) &
     bg_pids+=($!)
 }
+# bg_lane "NAME::COMMAND" ...: steps one after another in ONE background lane (each under its own timeout, output
+# only in its log, a row each); COMMAND is a line for bash -c (the exported functions above are there).
+bg_lane() {
+    local result_file item
+    result_file=$LOG_DIR/bg-${#bg_results[@]}.result
+    bg_results+=("$result_file")
+    : >"$result_file"
+    for item in "$@"; do
+        echo
+        echo "################ ${item%%::*}: queued in the background lane (log: $(step_log "${item%%::*}" | sed "s|^$IRISOPS_REPO/||"))"
+    done
+    (
+        for item in "$@"; do
+            name=${item%%::*}
+            log=$(step_log "$name")
+            limit=$(step_limit)
+            if [ -z "$limit" ]; then
+                printf '%s\t-\t%s\n' "$name" "$NOT_RUN" >>"$result_file"
+                continue
+            fi
+            t0=$(irisops_now)
+            timeout --kill-after=60 "$limit" bash -c "${item#*::}" >"$log" 2>&1
+            rc=$?
+            printf '%s\t%s\t%s\n' "$name" "$(irisops_elapsed "$t0")" "$(step_result "$rc" "$limit")" >>"$result_file"
+            ci_budget_check "$name (background lane)"
+        done
+    ) &
+    bg_pids+=($!)
+}
 # an interrupted run-all: SIGTERM to the timeout of every background step (it passes it on to the step)
 stop_bg_steps() {
     local p
@@ -238,14 +271,15 @@ bg_collect() {
     [ ${#bg_pids[@]} -gt 0 ] || return 0
     wait "${bg_pids[@]}"
     for f in "${bg_results[@]}"; do
-        IFS=$'\t' read -r n sec res <"$f"
-        names+=("$n")
-        secs+=("$sec")
-        results+=("$res")
-        tests_run=$((tests_run + 1))
-        echo
-        echo "################ $n: $res in $sec s (log: $(step_log "$n" | sed "s|^$IRISOPS_REPO/||"))"
-        case $res in PASS) ;; *) tail -n 25 "$(step_log "$n")" ;; esac
+        while IFS=$'\t' read -r n sec res; do
+            names+=("$n")
+            secs+=("$sec")
+            results+=("$res")
+            tests_run=$((tests_run + 1))
+            echo
+            echo "################ $n: $res in $sec s (log: $(step_log "$n" | sed "s|^$IRISOPS_REPO/||"))"
+            case $res in PASS) ;; *) tail -n 25 "$(step_log "$n")" ;; esac
+        done <"$f"
     done
 }
 
@@ -287,12 +321,22 @@ else
     trap 'stop_bg_steps; exit 130' INT TERM
 
     run_step prep "build images" bash tests/harness/build-images.sh
+    lane_scenarios=()
     vm_rig_where=main
     if [ "${IRISOPS_VM_RIG:-1}" = 0 ]; then
         vm_rig_where=skip
     elif [ "${IRISOPS_VM_LANE:-1}" = 1 ]; then
         vm_rig_where=lane
-        bg_step "$VM_RIG_STEP" vm_rig
+        # the lane runs the VM rig, then the scenarios of IRISOPS_LANE_SCENARIOS: the two lanes end at about the
+        # same time (the rig alone is ~1450 s, the main lane's steps ~3300 s on the 2-core rig)
+        lane_items=("$VM_RIG_STEP::vm_rig")
+        for s in ${IRISOPS_LANE_SCENARIOS-bad_inputs backup_user iris_modules hooks}; do
+            if [ -f "extensions/molecule/$s/molecule.yml" ] && [[ " ${scenarios[*]} " == *" $s "* ]]; then
+                lane_items+=("molecule $s::molecule_scenario $s")
+                lane_scenarios+=("$s")
+            fi
+        done
+        bg_lane "${lane_items[@]}"
     fi
     run_step test "ansible-test sanity" sanity
     if [ -d tests/unit ]; then
@@ -330,7 +374,9 @@ else
     run_step test "awx playbooks (ansible-runner)" python3 tests/awx/run_playbooks.py
 
     for s in "${scenarios[@]}"; do
-        if [ ! -f "extensions/molecule/$s/molecule.yml" ]; then
+        if [[ " ${lane_scenarios[*]} " == *" $s "* ]]; then
+            continue    # in the background lane, after the VM rig
+        elif [ ! -f "extensions/molecule/$s/molecule.yml" ]; then
             run_step test "molecule $s" sh -c "echo 'no scenario extensions/molecule/$s'; exit 1"
         elif [ "$s" = iris_community ] && [ "${IRISOPS_REAL_IRIS:-0}" != 1 ]; then
             skip_step "molecule $s" "needs the real intersystems/iris-community image; set IRISOPS_REAL_IRIS=1"
