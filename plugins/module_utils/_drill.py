@@ -291,21 +291,29 @@ class Drill(object):
         self.chown_for(drill, [restore_root, ship_root])
         # 4. the journal chain from the manifest's restore file on
         first = entry.get('journal_file')
-        dirs = set()
-        for base in (restore_root, ship_root):
-            for dirpath, _d, names in os.walk(base):
+        # a file both shipped and in the backup: the shipped copy, which is complete (only completed files are
+        # shipped); the backup's copy is the file as it was at the freeze - the file being written then, or the one a
+        # switch at the freeze had just created, possibly still without its header
+        dirs = []
+        for base in (ship_root, restore_root):
+            for dirpath, _d, names in sorted(os.walk(base)):
                 if any(_iris.JOURNAL_FILE_RE.match(n) for n in names):
-                    dirs.add(dirpath)
-        files = _journal.list_completed_journals(sorted(dirs), None)
+                    dirs.append(dirpath)
+        shipped_prefix = os.path.join(ship_root, '')
         by_name = {}
-        for f in files:
-            by_name.setdefault(os.path.basename(f), f)
+        for f in _journal.list_completed_journals(dirs, None):
+            name = os.path.basename(f)
+            if name not in by_name or (f.startswith(shipped_prefix) and not by_name[name].startswith(shipped_prefix)):
+                by_name[name] = f
         chain = [by_name[n] for n in sorted(by_name, key=lambda n: _journal.journal_key(n)[:3])]
         chain = _journal.journals_from(chain, os.path.basename(first or ''))
         if not chain:
             raise DrillError('the restore journal file %s of the backup is neither in the backup nor among the '
                              'shipped journals. Next: check the journal directories are on a snapshotted LV' % first)
-        locations = sorted(set(os.path.dirname(f) for f in chain))
+        # the shipped directories first: a journal restore looking a file up by name takes the first directory's
+        rep['journal_sources'] = dict((os.path.basename(f), 'shipped' if f.startswith(shipped_prefix) else 'backup')
+                                      for f in chain)
+        locations = sorted(set(os.path.dirname(f) for f in chain), key=lambda d: (not d.startswith(shipped_prefix), d))
         rep['journal_chain'] = [os.path.basename(f) for f in chain]
         stop = {'time': self.until} if self.until else None
         self.ensure_running(drill)

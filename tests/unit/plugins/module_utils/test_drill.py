@@ -109,3 +109,55 @@ def test_the_drill_instance_owner_can_reach_the_restored_files(monkeypatch, tmp_
     workdirs = [p for p, uid, gid in chowned if os.path.dirname(p) == str(root)]
     assert len(workdirs) == 1 and os.path.basename(workdirs[0]).startswith('drill-IRISA-'), chowned
     assert all((uid, gid) == (51773, 51773) for _p, uid, gid in chowned)
+
+
+class _RestoringRepo(_Repo):
+    """restic restore writes files: the backup holds journal 20261207.001 as it was at the freeze and .002 just
+    created by the freeze's switch, without its header yet; the newest journal snapshot holds both, completed."""
+
+    JOURNAL_SNAP = {'id': 'fedcba9876543210', 'time': '2026-12-07T03:00:00Z', 'paths': ['/iris/jrn'],
+                    'tags': ['irisops-journal', 'instance=IRISA']}
+
+    def run(self, argv, timeout=None, data=None):
+        import json
+        import os
+        self.calls.append(argv)
+        if 'snapshots' in argv:
+            return 0, json.dumps([self.JOURNAL_SNAP]), ''
+        if 'restore' in argv:
+            snap, target = argv[argv.index('restore') + 1], argv[argv.index('--target') + 1]
+            if snap == self.JOURNAL_SNAP['id']:
+                files = {'iris/jrn/20261207.001': 'header\nrecords up to the switch\n',
+                         'iris/jrn/20261207.002': 'header\nrecords after the backup\n'}
+            else:
+                files = {'run/irisops/backup/mnt/vgbk/dba/user/IRIS.DAT': 'db',
+                         'run/irisops/backup/mnt/vgbk/jrn/20261207.001': 'header\nrecords up to the freeze\n',
+                         'run/irisops/backup/mnt/vgbk/jrn/20261207.002': ''}
+            for rel, text in files.items():
+                path = os.path.join(target, rel)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, 'w') as f:
+                    f.write(text)
+        return 0, '[]', ''
+
+
+def test_the_chain_takes_the_shipped_copy_of_a_file_the_backup_also_holds(monkeypatch, tmp_path):
+    """The VM rig's drill stopped after the backup's restore journal file: 'the journal file after 20261207.017 is
+    missing (20261207.018 was not found)' - the backup's own (empty) copy of the next file shadowed the shipped one."""
+    _drill_host(monkeypatch)
+    scripts = []
+
+    def journal_restore(inst, lines, *a, **k):
+        scripts.append(lines)
+        raise _drill.DrillError('stopped by the test after the journal restore script was built')
+    monkeypatch.setattr(_drill._iris, 'run_script', journal_restore)
+    manifest = {'instances': {'IRISA': {'databases': {'USER': '/iris/dba/user'},
+                                        'journal_file': '/iris/jrn/20261207.001'}}, 'volumes': MANIFEST['volumes']}
+    rep = _drill.Drill(_RestoringRepo(manifest), {}, 'iris01', 'IRISA', drill_instance='DRILL',
+                       root=str(tmp_path / 'drill'), keep=True).run()
+    assert rep['journal_chain'] == ['20261207.001', '20261207.002'], rep
+    assert rep['journal_sources'] == {'20261207.001': 'shipped', '20261207.002': 'shipped'}, rep
+    script = '\n'.join(scripts[0])
+    first = [ln for ln in scripts[0] if '.FirstFile=' in ln]
+    assert first and '/journals/iris/jrn/20261207.001' in first[0], script
+    assert 'mnt/vgbk/jrn' not in script, script      # the backup's copies are not even a location
