@@ -10,7 +10,7 @@ __metaclass__ = type
 
 DOCUMENTATION = r"""
 module: backup_engine
-short_description: Install the on-host backup engine and irisops-backup
+short_description: Install the on-host engine and irisops-backup
 version_added: 0.2.0
 description:
   - Installs the collection's on-host engine (the standard-library Python files of C(plugins/module_utils) that

@@ -10,7 +10,7 @@ __metaclass__ = type
 
 DOCUMENTATION = r"""
 module: iris_backup
-short_description: Back up IRIS/Cache on LVM into a restic repository
+short_description: Back up IRIS/Cache on LVM into restic
 version_added: 0.2.0
 description:
   - "Runs one whole backup of the IRIS and Cache instances of the host with the collection's on-host backup engine,

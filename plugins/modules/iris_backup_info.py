@@ -10,7 +10,7 @@ __metaclass__ = type
 
 DOCUMENTATION = r"""
 module: iris_backup_info
-short_description: The backups of IRIS/Cache in a restic repository
+short_description: IRIS/Cache backups in a restic repository
 version_added: 0.2.0
 description:
   - Lists the backups the collection wrote into a restic repository (the catalogue of C(irisops-backup list)), newest

@@ -10,7 +10,7 @@ __metaclass__ = type
 
 DOCUMENTATION = r"""
 module: iris_backup_user
-short_description: Manage the IRIS/Cache user that runs external-backup sessions (OS authentication or password)
+short_description: Manage the IRIS/Cache external-backup user
 version_added: 0.1.0
 description:
   - Makes sure that an OS user can call C(Backup.General) (C(ExternalFreeze), C(ExternalThaw), C(IsWDSuspendedExt))

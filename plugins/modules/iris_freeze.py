@@ -10,7 +10,7 @@ __metaclass__ = type
 
 DOCUMENTATION = r"""
 module: iris_freeze
-short_description: Freeze InterSystems IRIS or Cache instances for an external (snapshot) backup
+short_description: Freeze IRIS/Cache for a snapshot backup
 version_added: 0.1.0
 description:
   - Calls the C(Backup.General) class method C(ExternalFreeze) in the C(%SYS) namespace of one or more instances, as the

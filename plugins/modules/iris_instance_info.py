@@ -10,7 +10,7 @@ __metaclass__ = type
 
 DOCUMENTATION = r"""
 module: iris_instance_info
-short_description: Discover InterSystems IRIS and Cache instances and whether they are frozen
+short_description: Discover IRIS/Cache instances and freeze state
 version_added: 0.1.0
 description:
   - Lists the instances reported by C(iris qlist) and C(ccontrol qlist) with all thirteen qlist fields, the owner and

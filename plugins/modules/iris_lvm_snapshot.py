@@ -10,7 +10,7 @@ __metaclass__ = type
 
 DOCUMENTATION = r"""
 module: iris_lvm_snapshot
-short_description: Freeze IRIS/Cache instances, snapshot all their LVM volumes and thaw them, in one on-host call
+short_description: Freeze IRIS, snapshot its LVs and thaw
 version_added: 0.1.0
 description:
   - Takes an application-consistent LVM snapshot of one or more InterSystems IRIS or Cache instances in B(one) module

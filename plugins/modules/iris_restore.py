@@ -10,7 +10,7 @@ __metaclass__ = type
 
 DOCUMENTATION = r"""
 module: iris_restore
-short_description: Restore an IRIS/Cache instance from a verified backup (a real restore)
+short_description: Restore IRIS/Cache from a verified backup
 version_added: 0.2.0
 description:
   - "Restores O(instance) of this host from a verified backup in the repository with the collection's on-host engine

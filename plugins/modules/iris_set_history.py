@@ -10,7 +10,7 @@ __metaclass__ = type
 
 DOCUMENTATION = r"""
 module: iris_set_history
-short_description: Record a completed external backup in the IRIS or Cache backup history
+short_description: Record a backup in the IRIS backup history
 version_added: 0.1.0
 description:
   - Calls the C(Backup.General) class method C(ExternalSetHistory) in the C(%SYS) namespace to record that an external backup

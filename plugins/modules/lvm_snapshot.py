@@ -11,7 +11,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 ---
 module: lvm_snapshot
-short_description: Create, mount, unmount and remove LVM snapshots of a set of logical volumes in one task
+short_description: Create, mount and remove LVM snapshot sets
 version_added: 0.1.0
 description:
   - Creates classic (copy-on-write) LVM snapshots of B(all) listed logical volumes in one module call, one

@@ -10,7 +10,7 @@ __metaclass__ = type
 
 DOCUMENTATION = r"""
 module: vmware_stun_info
-short_description: Read VM stun times from VMware vmware.log files and judge them against the IRIS mirror QoS timeout
+short_description: VMware VM stun times against the mirror QoS
 version_added: 0.1.0
 description:
   - >-
