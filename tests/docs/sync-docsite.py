@@ -29,6 +29,7 @@ GUIDES = [
         ('choosing-a-method', 'Choosing hooks or the LVM role'),
         ('restore-runbook', 'Restore runbook'),
         ('mirroring', 'Mirroring, QoS timeout and VM stun times'),
+        ('windows', 'IRIS on Windows (VSS) and what maps to what'),
         ('troubleshooting', 'Troubleshooting by error message'),
         ('bad-inputs', 'Bad inputs and the errors they give'),
         ('unconfirmed', 'Unconfirmed facts and where to correct them'),
