@@ -4,16 +4,20 @@
 #   bash tests/demo.sh                the main job: an LVM snapshot backup of two emulated IRIS instances
 #   bash tests/demo.sh freeze-thaw    a quicker look (about 1 min): freeze and thaw only, in two containers
 #
-# "backup" (the default; 20 minutes on the 2-core rig while other jobs ran, most of it Ansible's per-task cost
-# in a VM emulated without KVM):
-# 1. tests/setup.sh (tools, venv, collections);
-# 2. boots a throw-away qemu VM with real LVM (tests/harness/vm; this kernel has no device-mapper), puts two
+# "backup" (the default; 509 s on the idle 2-core rig, most of it Ansible's per-task cost in a VM emulated without
+# KVM):
+# 1. tests/setup.sh (tools, venv, collections) and tests/harness/build-images.sh (local images);
+# 2. starts the repository host: a container of the emulator image used for its sshd only (sftp), no network; the VM
+#    reaches it at 10.0.2.100:22 through qemu's guestfwd (IRISOPS_VM_GUESTFWD);
+# 3. boots a throw-away qemu VM with real LVM (tests/harness/vm; this kernel has no device-mapper), puts two
 #    emulated IRIS instances (tests/emulator: a test stand-in for the real product) on four logical volumes and
 #    starts their write load (molecule scenario extensions/molecule/demo: create + prepare);
-# 3. runs the collection's playbook irisops.backup.lvm_backup against it, unchanged: preflight, freeze all,
-#    snapshot all, thaw all, mount read-only, copy, verify, record the backup, clean up, report;
-# 4. prints the run's report (also in tests/output/demo/);
-# 5. destroys the VM, also when a step fails or the demo is interrupted.
+# 4. runs the collection's playbook irisops.backup.lvm_backup against it, unchanged, with the repository
+#    sftp:root@10.0.2.100:/srv/restic/repo (the key and known_hosts put on the VM first, as an operator would):
+#    preflight, freeze all, snapshot all, thaw all, mount read-only, restic backup, verify, ExternalSetHistory,
+#    retention, clean up, report;
+# 5. prints the run's report and `irisops-backup list` (also in tests/output/demo/);
+# 6. destroys the VM and the repository host, also when a step fails or the demo is interrupted.
 #
 # "freeze-thaw":
 # 1. tests/setup.sh and tests/harness/build-images.sh (local images, no registry);
@@ -59,12 +63,32 @@ remove_containers() {
     docker rm -f "${HOSTS[@]}" >/dev/null 2>&1 || true
 }
 
+# The backup repository host of the "backup" demo: a container of the emulator image used only for its sshd (restic
+# stores the repository over sftp), without a network; the VM reaches it at 10.0.2.100:22 through qemu's guestfwd,
+# which runs `docker exec -i ... sshd -i` per connection (the VM rig does the same, tests/vm/run.py).
+REPO_HOST=irisops-demo-repo
+export IRISOPS_VM_GUESTFWD="tcp:10.0.2.100:22-cmd:docker exec -i $REPO_HOST sh -c 'mkdir -p /run/sshd && exec /usr/sbin/sshd -i'"
+start_repo_host() {
+    docker rm -f "$REPO_HOST" >/dev/null 2>&1 || true
+    docker run -d --name "$REPO_HOST" --network none --entrypoint /bin/sleep --label irisops.demo=1 \
+        "$IRISOPS_IMAGE_EMU" infinity >/dev/null
+    docker exec "$REPO_HOST" sh -c 'mkdir -p /run/sshd /srv/restic'
+    # root of the repository host accepts this checkout's key (the image may hold another checkout's)
+    ssh-keygen -y -f "$IRISOPS_EMU_SSH_KEY" | docker exec -i "$REPO_HOST" sh -c \
+        'umask 077 && mkdir -p /root/.ssh && cat > /root/.ssh/authorized_keys'
+    # what the operator provisions on the database host: the key and the repository host's known_hosts line
+    IRISOPS_DEMO_REPO_HOSTKEY="10.0.2.100 $(docker exec "$REPO_HOST" cut -d' ' -f1,2 /etc/ssh/ssh_host_ed25519_key.pub)"
+    export IRISOPS_DEMO_REPO_HOSTKEY
+    echo "repository host $REPO_HOST: sftp:root@10.0.2.100:/srv/restic/repo (from the VM)"
+}
+
 cleanup() {
     local rc=$?
     echo
     if [ "$MODE" = backup ]; then
         echo "==> demo: destroying the demo VM"
         molecule destroy -s demo >"$OUT/destroy.log" 2>&1 || echo "demo: molecule destroy -s demo failed, see $OUT/destroy.log" >&2
+        docker rm -f "$REPO_HOST" >/dev/null 2>&1 || true
     else
         echo "==> demo: removing the demo containers"
         remove_containers
@@ -136,11 +160,13 @@ trap on_signal INT TERM
 t_all=$(irisops_now)
 timed "setup" bash tests/setup.sh
 if [ "$MODE" = backup ]; then
-    rm -f "$OUT"/*-report.txt
+    rm -f "$OUT"/*-report.txt "$OUT"/*-list.txt
+    timed "build images (the repository host's)" bash tests/harness/build-images.sh
+    timed "repository host (sshd, sftp)" start_repo_host
     # molecule's create sequence includes prepare: VM image (cached), boot, VG and LVs, instances, write load
     timed "VM with LVM, 2 emulated instances, write load" molecule_step create
     timed "playbook irisops.backup.lvm_backup" molecule_step converge
-    for r in "$OUT"/*-report.txt; do
+    for r in "$OUT"/*-report.txt "$OUT"/*-list.txt; do
         [ -f "$r" ] || { echo "demo: no report was fetched" >&2; exit 1; }
         echo
         cat "$r"

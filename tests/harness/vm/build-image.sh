@@ -32,6 +32,9 @@ force=0
 packages=linux-image-cloud-amd64,lvm2,python3,systemd-sysv,udev,kmod,xfsprogs,e2fsprogs,openssh-server,iproute2,ifupdown,isc-dhcp-client,sudo,rsync,procps
 # test tools of tests/vm (restic repository over sftp, node_exporter scrape)
 packages=$packages,restic,prometheus-node-exporter,openssh-client
+# python3-apt: Ansible's package module (the lvm_backup role's "Packages lvm2 and restic") needs it on Debian and
+# would install it from the network, which the VM does not have (the demo failed there: "Unable to locate package")
+packages=$packages,python3-apt
 
 mirror=${DEBIAN_MIRROR:-}
 if [ -z "$mirror" ]; then
