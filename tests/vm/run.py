@@ -23,8 +23,9 @@ look, check; tests/vm/guest/rig.py), then the VM and the container are destroyed
                and what earlier cases left in it: the cases that build on earlier ones can be run alone; debugging)
 
 Environment: IRISOPS_VMRIG_ROLE_PLAYBOOK (the "role" case: ansible-playbook of that playbook against the VM after
-the engine cases; skipped when unset), IRISOPS_VMRIG_CASE_TIMEOUT (seconds per case, default 1800), and the VM rig's
-variables of tests/harness/vm (IRISOPS_VM_MEM, IRISOPS_VM_CPU, default here "max", ...).
+the engine cases; default tests/vm/role.yml, the lvm_backup role and its service started twice; "": skipped),
+IRISOPS_VMRIG_CASE_TIMEOUT (seconds per case, default 1800), and the VM rig's variables of tests/harness/vm
+(IRISOPS_VM_MEM, IRISOPS_VM_CPU, default here "max", ...).
 
 Prints a table (step/case, seconds, result), writes tests/output/vm/<case>.log (the VM side's stderr),
 tests/output/vm/results.json and the fault records tests/output/faults/<suite>-<case>.json
@@ -317,9 +318,9 @@ def destroy(lane):
 
 
 def role_case(lane, table, results):
-    playbook = os.environ.get('IRISOPS_VMRIG_ROLE_PLAYBOOK')
+    playbook = os.environ.get('IRISOPS_VMRIG_ROLE_PLAYBOOK', os.path.join(HERE, 'role.yml'))
     if not playbook:
-        table.add('case role', 0.0, 'SKIP (IRISOPS_VMRIG_ROLE_PLAYBOOK not set)')
+        table.add('case role', 0.0, 'SKIP (IRISOPS_VMRIG_ROLE_PLAYBOOK is empty)')
         return
     t0 = now()
     inv = os.path.join(OUT, 'role-inventory.ini')
