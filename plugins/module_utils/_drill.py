@@ -294,11 +294,17 @@ class Drill(object):
         # a file both shipped and in the backup: the shipped copy, which is complete (only completed files are
         # shipped); the backup's copy is the file as it was at the freeze - the file being written then, or the one a
         # switch at the freeze had just created, possibly still without its header
+        # only this instance's journal directories: the backup holds every instance's (the same names, another
+        # instance's files, which a journal restore refuses as not following this instance's chain); shipped files are
+        # restored under their absolute path
+        own = [os.path.normpath(d) for d in entry.get('journal_dirs') or [] if d] or \
+            [os.path.dirname(os.path.normpath(first or ''))]
         dirs = []
-        for base in (ship_root, restore_root):
-            for dirpath, _d, names in sorted(os.walk(base)):
-                if any(_iris.JOURNAL_FILE_RE.match(n) for n in names):
-                    dirs.append(dirpath)
+        candidates = [os.path.join(ship_root, j.lstrip('/')) for j in own]
+        candidates += [restored_path(j, manifest, restore_root) for j in own]
+        for d in candidates:
+            if d and os.path.isdir(d) and d not in dirs:
+                dirs.append(d)
         shipped_prefix = os.path.join(ship_root, '')
         by_name = {}
         for f in _journal.list_completed_journals(dirs, None):

@@ -127,12 +127,14 @@ class _RestoringRepo(_Repo):
         if 'restore' in argv:
             snap, target = argv[argv.index('restore') + 1], argv[argv.index('--target') + 1]
             if snap == self.JOURNAL_SNAP['id']:
-                files = {'iris/jrn/20261207.001': 'header\nrecords up to the switch\n',
-                         'iris/jrn/20261207.002': 'header\nrecords after the backup\n'}
+                files = {'iris/jrn/irisa/20261207.001': 'header\nrecords up to the switch\n',
+                         'iris/jrn/irisa/20261207.002': 'header\nrecords after the backup\n'}
             else:
+                # IRISB's journal files are in the backup too (same LV), one of them with a later name
                 files = {'run/irisops/backup/mnt/vgbk/dba/user/IRIS.DAT': 'db',
-                         'run/irisops/backup/mnt/vgbk/jrn/20261207.001': 'header\nrecords up to the freeze\n',
-                         'run/irisops/backup/mnt/vgbk/jrn/20261207.002': ''}
+                         'run/irisops/backup/mnt/vgbk/jrn/irisa/20261207.001': 'header\nrecords up to the freeze\n',
+                         'run/irisops/backup/mnt/vgbk/jrn/irisa/20261207.002': '',
+                         'run/irisops/backup/mnt/vgbk/jrn/irisb/20261207.003': 'header of IRISB\n'}
             for rel, text in files.items():
                 path = os.path.join(target, rel)
                 os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -143,7 +145,8 @@ class _RestoringRepo(_Repo):
 
 def test_the_chain_takes_the_shipped_copy_of_a_file_the_backup_also_holds(monkeypatch, tmp_path):
     """The VM rig's drill stopped after the backup's restore journal file: 'the journal file after 20261207.017 is
-    missing (20261207.018 was not found)' - the backup's own (empty) copy of the next file shadowed the shipped one."""
+    missing (20261207.018 was not found)': the backup's own (empty) copy of the next file shadowed the shipped one,
+    and the journal files of another instance in the backup (same LV) joined the chain."""
     _drill_host(monkeypatch)
     scripts = []
 
@@ -151,13 +154,15 @@ def test_the_chain_takes_the_shipped_copy_of_a_file_the_backup_also_holds(monkey
         scripts.append(lines)
         raise _drill.DrillError('stopped by the test after the journal restore script was built')
     monkeypatch.setattr(_drill._iris, 'run_script', journal_restore)
-    manifest = {'instances': {'IRISA': {'databases': {'USER': '/iris/dba/user'},
-                                        'journal_file': '/iris/jrn/20261207.001'}}, 'volumes': MANIFEST['volumes']}
+    manifest = {'instances': {'IRISA': {'databases': {'USER': '/iris/dba/user'}, 'journal_dirs': ['/iris/jrn/irisa/'],
+                                        'journal_file': '/iris/jrn/irisa/20261207.001'}},
+                'volumes': MANIFEST['volumes']}
     rep = _drill.Drill(_RestoringRepo(manifest), {}, 'iris01', 'IRISA', drill_instance='DRILL',
                        root=str(tmp_path / 'drill'), keep=True).run()
     assert rep['journal_chain'] == ['20261207.001', '20261207.002'], rep
     assert rep['journal_sources'] == {'20261207.001': 'shipped', '20261207.002': 'shipped'}, rep
     script = '\n'.join(scripts[0])
     first = [ln for ln in scripts[0] if '.FirstFile=' in ln]
-    assert first and '/journals/iris/jrn/20261207.001' in first[0], script
+    assert first and '/journals/iris/jrn/irisa/20261207.001' in first[0], script
     assert 'mnt/vgbk/jrn' not in script, script      # the backup's copies are not even a location
+    assert 'irisb' not in script, script
