@@ -362,6 +362,10 @@ else
         else
             compat_args=(--others)
         fi
+        # the other versions skip the one slow module test whose subject is engine code (restic retention over four
+        # real backups, ~32 s per version; no ansible-core in its path): the main unit step runs it, and the other
+        # iris_backup tests still run the module under every version
+        export IRISOPS_COMPAT_PYTEST_ARGS="${IRISOPS_COMPAT_PYTEST_ARGS-"--deselect tests/unit/plugins/modules/test_iris_backup.py::test_retention_keeps_the_floor_and_the_newest"}"
         run_step test "compat (ansible-core $(bash tests/compat/run.sh "${compat_args[@]}" --list))" \
             bash tests/compat/run.sh "${compat_args[@]}"
     fi
