@@ -21,7 +21,7 @@
 #                                    one core busy while the controller mostly waits on SSH, so the other steps use
 #                                    the other core; its row joins the table at the end (0: the VM rig runs in the
 #                                    main lane after the molecule scenarios)
-#   IRISOPS_LANE_SCENARIOS="bad_inputs hooks"  molecule scenarios the second lane runs
+#   IRISOPS_LANE_SCENARIOS="hooks iris_modules"  molecule scenarios the second lane runs
 #                                    after the VM rig (instead of the main lane), so both lanes end at about the
 #                                    same time ("": none); scenarios whose timing is tight (deadman, freeze_matrix)
 #                                    stay in the main lane
@@ -328,9 +328,9 @@ else
     elif [ "${IRISOPS_VM_LANE:-1}" = 1 ]; then
         vm_rig_where=lane
         # the lane runs the VM rig, then the scenarios of IRISOPS_LANE_SCENARIOS: the two lanes end at about the
-        # same time (in the last CI run the rig took ~1450 s, the main lane's steps ~3300 s; the role case adds ~300 s)
+        # same time (2026-12-07, fresh clone, 2-core rig: rig lane with the role case 2004 s, then hooks 491 s; main lane 2680 s)
         lane_items=("$VM_RIG_STEP::vm_rig")
-        for s in ${IRISOPS_LANE_SCENARIOS-bad_inputs hooks}; do
+        for s in ${IRISOPS_LANE_SCENARIOS-hooks iris_modules}; do
             if [ -f "extensions/molecule/$s/molecule.yml" ] && [[ " ${scenarios[*]} " == *" $s "* ]]; then
                 lane_items+=("molecule $s::molecule_scenario $s")
                 lane_scenarios+=("$s")
