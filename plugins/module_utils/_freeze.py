@@ -670,7 +670,8 @@ def deadman_arm(instance, seconds, run_as=None, timeout=None, runner=None, pytho
                 return res
         else:
             argv = build_deadman_sleeper_argv(python, script, state_path, token, seconds)
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            # the detached sleeper outlives this process (no AnsibleModule.run_command: it waits for its child)
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,  # pylint: disable=ansible-bad-function
                                     stderr=subprocess.DEVNULL, close_fds=True, start_new_session=True, cwd='/')
             state['pid'] = proc.pid
             _write_state(state_path, state)

@@ -74,7 +74,9 @@ def start(argv, data=None, env=None, stdout=subprocess.PIPE, stderr=subprocess.P
     """Start ``argv`` in its own session (see the module docstring).  Returns the Popen object, or raises OSError."""
     if not isinstance(argv, (list, tuple)) or not argv:
         raise ValueError('argv must be a non-empty list')
-    return subprocess.Popen(
+    # Popen, not AnsibleModule.run_command: this runner also runs standalone on hosts (hook program, dead-man switch,
+    # irisops-backup), and it needs the process group for its timeouts
+    return subprocess.Popen(  # pylint: disable=ansible-bad-function
         [str(a) for a in argv],
         stdin=subprocess.PIPE if data is not None else subprocess.DEVNULL,
         stdout=stdout, stderr=stderr, env=env, start_new_session=True, close_fds=True,
