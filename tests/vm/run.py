@@ -23,7 +23,7 @@ look, check; tests/vm/guest/rig.py), then the VM and the container are destroyed
                and what earlier cases left in it: the cases that build on earlier ones can be run alone; debugging)
 
 Environment: IRISOPS_VMRIG_ROLE_PLAYBOOK (the "role" case: ansible-playbook of that playbook against the VM after
-the engine cases; default tests/vm/role.yml, the lvm_backup role and its service started twice; "": skipped),
+the engine cases; default tests/vm/role.yml, the lvm_backup role and its service started once; "": skipped),
 IRISOPS_VMRIG_CASE_TIMEOUT (seconds per case, default 1800), and the VM rig's variables of tests/harness/vm
 (IRISOPS_VM_MEM, IRISOPS_VM_CPU, default here "max", ...).
 
