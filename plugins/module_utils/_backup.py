@@ -697,6 +697,7 @@ class BackupRun(object):
         self.step = 'preflight'
         self.restic_snapshot = None
         self.verified = False
+        self.host_listing = None   # this host's snapshots, listed right after the tag (verify), for the retention
         self.mounted = []
         self.snapset = None
         self.engine = None
@@ -999,9 +1000,11 @@ class BackupRun(object):
         if self.cfg['verify_restore_command']:
             self.verify_by_restore(snap_id)
         self.repo.tag_verified(snap_id)
-        # the tag rewrote the snapshot: its id changed
-        tagged = [s for s in self.repo.snapshots(host=self.host, tags=('run=%s' % self.run_id,))
-                  if _restic.snapshot_tags(s).get(_restic.VERIFIED_TAG)]
+        # the tag rewrote the snapshot: its id changed. The listing is this host's whole listing, which the retention
+        # step uses too (the run lock keeps every other run of this host out until then): one restic call fewer
+        self.host_listing = self.repo.snapshots(host=self.host)
+        tagged = [s for s in self.host_listing if _restic.snapshot_tags(s).get(_restic.VERIFIED_TAG)
+                  and self.run_id in (_restic.snapshot_tags(s).get('run') or [])]
         self.check('repository marks the snapshot verified', bool(tagged), 'run %s' % self.run_id)
         self.restic_snapshot = tagged[0]['id']
         self.report['restic']['snapshot_id'] = self.restic_snapshot
@@ -1044,7 +1047,7 @@ class BackupRun(object):
 
     def retention(self):
         self.step = 'retention'
-        self.report['retention'] = apply_retention(self.repo, self.cfg, self.host)
+        self.report['retention'] = apply_retention(self.repo, self.cfg, self.host, listing=self.host_listing)
         self.report['verified_kept'] = self.report['retention']['verified_kept']
         self.say('retention: %d verified backup(s) kept, %d forgotten' % (
             self.report['retention']['verified_kept'], len(self.report['retention']['forgotten'])))
@@ -1130,11 +1133,12 @@ def _walk_size(root):
     return files, size
 
 
-def apply_retention(repo, cfg, host):
+def apply_retention(repo, cfg, host, listing=None):
     """restic's keep policy with a floor: never fewer than ``min_keep`` verified backups, never the newest verified
     one.  The policy is asked with --dry-run; what it would remove, minus the protected snapshots, is forgotten by
-    id, then the repository is pruned.  A prune that fails removes nothing more than the forget did."""
-    snaps = repo.snapshots(host=host)
+    id, then the repository is pruned.  A prune that fails removes nothing more than the forget did.  ``listing``:
+    this host's snapshots as a run listed them right after its tag (else they are listed here)."""
+    snaps = repo.snapshots(host=host) if listing is None else listing
     verified = sorted([s for s in snaps if _restic.snapshot_tags(s).get(_restic.VERIFIED_TAG)],
                       key=lambda s: s.get('time') or '', reverse=True)
     remove = set(i for i in repo.policy_would_remove(cfg['retention'], host)['remove'] if i)
