@@ -115,6 +115,11 @@ report:
     rto_s:
       description: Seconds from the start of the restore to the databases checked.
       type: float
+    rto_phases_s:
+      description:
+        - Where C(rto_s) went, in seconds per phase, in order - C(restore_backup), C(restore_journals),
+          C(start_drill_instance), C(journal_restore), C(integrity_check); a failed drill lists the phases it ended.
+      type: dict
     error:
       description: What failed, with what to do next.
       type: str

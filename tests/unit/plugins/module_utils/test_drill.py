@@ -166,3 +166,7 @@ def test_the_chain_takes_the_shipped_copy_of_a_file_the_backup_also_holds(monkey
     assert first and '/journals/iris/jrn/irisa/20261207.001' in first[0], script
     assert 'mnt/vgbk/jrn' not in script, script      # the backup's copies are not even a location
     assert 'irisb' not in script, script
+    # where the RTO went: the phases the drill ended before the journal restore failed, in order
+    phases = rep['rto_phases_s']
+    assert list(phases) == ['restore_backup', 'restore_journals', 'start_drill_instance'], phases
+    assert all(v >= 0 for v in phases.values()), phases
