@@ -445,8 +445,9 @@ for i in "${!names[@]}"; do
     log=$(step_log "${names[$i]}")
     [ -f "$log" ] || continue
     echo "  why ${names[$i]} failed (last matching lines of ${log#"$IRISOPS_REPO"/}):"
-    grep -a -E 'NOT SURVIVED|did not survive|fatal: \[|FAILED!|^FAILED |^ERROR|Error:|Traceback|AssertionError|: FAIL|FAIL \(' \
-        "$log" | grep -v -E 'FAILED - RETRYING|ignoring' | tail -n 6 | cut -c1-240 | sed 's/^/    /'
+    grep -a -E 'NOT SURVIVED|did not survive|fatal: \[|FAILED|\bFAIL\b|^ERROR|Error:|Traceback|AssertionError' \
+        "$log" | grep -v -E 'FAILED - RETRYING|ignoring|^\s*[0-9]+ passed, 0 failed' | tail -n 6 | cut -c1-240 |
+        sed 's/^/    /'
 done
 took=$(($(date +%s) - T_START))
 if [ $took -gt "$CI_BUDGET" ]; then
