@@ -427,11 +427,25 @@ def gen_of(path):
     return dbfile.read_generation(path)
 
 
+def current_file(e, name, wait=30):
+    """(current journal file, the last session's result): asked until the instance names one, up to ``wait`` s -
+    once, in a loaded full run, the first session right after the start printed no current file (not seen again;
+    the result is in the assertion message if it comes back)."""
+    deadline = time.time() + wait
+    while True:
+        res = run(e, name, _journal.current_file_lines())
+        cur = _journal.parse_current_file(res['values'])
+        if cur or time.time() > deadline:
+            return cur, res
+        time.sleep(0.5)
+
+
 def test_against_the_emulator(emu):
     e = emu
     src, drill = inst(e, 'SRC'), 'DRILL'
-    cur = _journal.parse_current_file(run(e, 'SRC', _journal.current_file_lines())['values'])
-    assert cur and cur.startswith(os.path.join(e['root'], 'src', 'mgr', 'journal'))
+    cur, res = current_file(e, 'SRC')
+    assert cur and cur.startswith(os.path.join(e['root'], 'src', 'mgr', 'journal')), (
+        cur, res['rc'], res['stdout'][-800:], res['stderr'][-800:])
     # a backup under freeze
     rc, out, _err, _argv, _ms = _iris.session(None, src, _iris.external_freeze_expr(log_file='0'), timeout=60)
     assert rc == 5, out
