@@ -16,8 +16,11 @@
 #    sftp:root@10.0.2.100:/srv/restic/repo (the key and known_hosts put on the VM first, as an operator would):
 #    preflight, freeze all, snapshot all, thaw all, mount read-only, restic backup, verify, ExternalSetHistory,
 #    retention, clean up, report;
-# 5. prints the run's report and `irisops-backup list` (also in tests/output/demo/);
-# 6. destroys the VM and the repository host, also when a step fails or the demo is interrupted.
+# 5. on the host, what the systemd timer runs: a second run (deduplicated: bytes read and added printed), then
+#    `irisops-backup list`, `irisops-backup prune` (the retention policy and its floor) and a scrape of node_exporter
+#    (the irisops_ metrics), extensions/molecule/demo/side_effect.yml;
+# 6. prints the first run's report and what step 5 printed (also in tests/output/demo/);
+# 7. destroys the VM and the repository host, also when a step fails or the demo is interrupted.
 #
 # "freeze-thaw":
 # 1. tests/setup.sh and tests/harness/build-images.sh (local images, no registry);
@@ -160,13 +163,15 @@ trap on_signal INT TERM
 t_all=$(irisops_now)
 timed "setup" bash tests/setup.sh
 if [ "$MODE" = backup ]; then
-    rm -f "$OUT"/*-report.txt "$OUT"/*-list.txt
+    rm -f "$OUT"/*-report.txt "$OUT"/*-list.txt "$OUT"/*-after.txt
     timed "build images (the repository host's)" bash tests/harness/build-images.sh
     timed "repository host (sshd, sftp)" start_repo_host
     # molecule's create sequence includes prepare: VM image (cached), boot, VG and LVs, instances, write load
     timed "VM with LVM, 2 emulated instances, write load" molecule_step create
     timed "playbook irisops.backup.lvm_backup" molecule_step converge
-    for r in "$OUT"/*-report.txt "$OUT"/*-list.txt; do
+    # the second run (what the timer runs), list, prune, metrics: extensions/molecule/demo/side_effect.yml
+    timed "second run, list, prune, metrics" molecule_step side-effect
+    for r in "$OUT"/*-report.txt "$OUT"/*-after.txt; do
         [ -f "$r" ] || { echo "demo: no report was fetched" >&2; exit 1; }
         echo
         cat "$r"
