@@ -4,7 +4,7 @@
 #   bash tests/demo.sh                the main job: an LVM snapshot backup of two emulated IRIS instances
 #   bash tests/demo.sh freeze-thaw    a quicker look (about 1 min): freeze and thaw only, in two containers
 #
-# "backup" (the default; 509 s on the idle 2-core rig, most of it Ansible's per-task cost in a VM emulated without
+# "backup" (the default; 523 s on the idle 2-core rig (2026-12-07), most of it Ansible's per-task cost in a VM emulated without
 # KVM):
 # 1. tests/setup.sh (tools, venv, collections) and tests/harness/build-images.sh (local images);
 # 2. starts the repository host: a container of the emulator image used for its sshd only (sftp), no network; the VM
