@@ -337,16 +337,65 @@ def role_case(lane, table, results):
                    'vmrig_repository_password_file': '/etc/irisops/restic-password',
                    'vmrig_instances': ['IRISA', 'IRISB'], 'vmrig_vg': 'vgbk'}, f, indent=1)
     log = os.path.join(OUT, 'role.log')
+    # 1. the install as an AWX job would run it (issue 13 item 6): the collection's playbook lvm_backup.yml through
+    # ansible-runner, the survey answers as AWX passes them - strings, also for booleans ("true") - and the instances
+    # as a multiple-select list; no backup from the play (lvm_backup_run "false"), the timer on
+    status, detail = runner_install_job(lane)
     with open(log, 'w') as f:
+        f.write('ansible-runner job install (survey answers as strings): %s\n%s\n' % (status, detail))
+    if status != 'successful':
+        results.append({'case': 'role', 'ok': False, 'seconds': round(now() - t0, 1), 'playbook': playbook})
+        table.add('case role', now() - t0, 'FAIL (ansible-runner install job %s, %s)' % (
+            status, os.path.relpath(log, REPO)))
+        return
+    # 2. the service the timer starts, and the checks (role_install false: the job above installed it)
+    with open(log, 'a') as f:
+        f.flush()
         # pipelining, as molecule's config (extensions/molecule/config.yml) and an operator's ansible.cfg have it:
         # one ssh exec per task instead of a transfer and three execs, each seconds under TCG
         env = dict(os.environ, ANSIBLE_PIPELINING='True')
-        res = subprocess.run(['ansible-playbook', '-i', inv, '-e', '@' + facts, playbook], stdout=f,
-                             stderr=subprocess.STDOUT, check=False, timeout=CASE_TIMEOUT, env=env)
+        res = subprocess.run(['ansible-playbook', '-i', inv, '-e', '@' + facts, '-e', 'role_install=false', playbook],
+                             stdout=f, stderr=subprocess.STDOUT, check=False, timeout=CASE_TIMEOUT, env=env)
     ok = res.returncode == 0
     results.append({'case': 'role', 'ok': ok, 'seconds': round(now() - t0, 1), 'playbook': playbook})
     table.add('case role', now() - t0, 'PASS' if ok else 'FAIL (ansible-playbook rc %s, %s)' % (
         res.returncode, os.path.relpath(log, REPO)))
+
+
+def runner_install_job(lane):
+    """(status, detail) of an AWX-style job (ansible-runner) of playbooks/lvm_backup.yml against the lane's VM."""
+    import ansible_runner  # the rig's venv has it (tests/awx uses it too)
+    res = run(lane.ssh_argv('cat /etc/irisops/restic-password'))
+    if res.returncode != 0:
+        return 'error', 'cannot read the repository password on the VM: %s' % res.stdout[-400:]
+    pdd = os.path.join(OUT, 'role-runner')
+    shutil.rmtree(pdd, ignore_errors=True)
+    os.makedirs(os.path.join(pdd, 'inventory'))
+    shutil.copytree(os.path.join(REPO, 'playbooks'), os.path.join(pdd, 'project'))
+    with open(os.path.join(pdd, 'inventory', 'hosts.json'), 'w') as f:
+        json.dump({'vmrig': {'hosts': {lane.vm: {
+            'ansible_host': '127.0.0.1', 'ansible_port': lane.port, 'ansible_user': 'root',
+            'ansible_ssh_private_key_file': VM_KEY, 'ansible_python_interpreter': '/usr/bin/python3',
+            'ansible_ssh_common_args': '-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null'}}}}, f)
+    answers = {
+        'lvm_backup_hosts': 'vmrig',
+        'lvm_backup_run': 'false', 'lvm_backup_timer': 'true', 'lvm_backup_init_repository': 'false',
+        'lvm_backup_set_history': 'true', 'lvm_backup_mirror_primary': 'fail',
+        'lvm_backup_instances': ['IRISA', 'IRISB'],
+        'lvm_backup_repository': 'sftp:root@10.0.2.100:/srv/restic/repo',
+        'lvm_backup_repository_password': res.stdout.strip(),
+        'lvm_backup_repository_ssh_key': '/etc/irisops/repo_key',
+        'lvm_backup_repository_known_hosts': '/etc/irisops/known_hosts',
+        'lvm_backup_verify_read_data_subset': '',
+    }
+    env = {'ANSIBLE_COLLECTIONS_PATH': os.environ.get('ANSIBLE_COLLECTIONS_PATH', ''), 'ANSIBLE_PIPELINING': 'True',
+           'ANSIBLE_NOCOLOR': '1', 'ANSIBLE_HOST_KEY_CHECKING': 'false', 'ANSIBLE_RETRY_FILES_ENABLED': 'false'}
+    r = ansible_runner.run(private_data_dir=pdd, playbook='lvm_backup.yml', extravars=answers, envvars=env,
+                           quiet=True, timeout=CASE_TIMEOUT)
+    stats = r.stats or {}
+    per_host = dict((k, (stats.get(k) or {}).get(lane.vm, 0)) for k in ('ok', 'changed', 'failures', 'dark'))
+    tail = '' if r.status == 'successful' else '\n'.join(r.stdout.read().splitlines()[-60:])
+    return r.status, 'rc %s %s%s' % (r.rc, per_host, ('\n' + tail) if tail else '')
 
 
 def boot(lane, table):
