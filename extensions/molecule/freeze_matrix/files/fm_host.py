@@ -606,10 +606,16 @@ def run_actions(spec, row):
 # ---------------------------------------------------------------------------------------------------------------
 
 def freezer_processes():
+    """Modules, hooks and engine commands still running.  Under pipelining a module is a bare ``python3`` reading
+    its code from stdin, so its wrapper names it: ``/bin/sh -c '/usr/bin/python3 && sleep 0'`` lives until the
+    module has ended (a module whose connection was cut still removes its snapshots after its window: the
+    observation must wait for it, not only for the freeze lock it has released by then)."""
     out = []
     for pid in all_pids():
         cmd = cmdline(pid)
         if any('AnsiballZ_' in a or a.endswith('irisops_hook.py') or a.startswith(MODULE_PKG) for a in cmd):
+            out.append(pid)
+        elif cmd[1:2] == ['-c'] and 'python' in cmd[-1] and cmd[-1].rstrip().endswith('&& sleep 0'):
             out.append(pid)
     return out
 
