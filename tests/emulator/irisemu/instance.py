@@ -194,6 +194,10 @@ class Instance(object):
                 util.write_json_inplace(self.state_path, st)
 
     def read_state(self):
+        if not os.path.isdir(self.emudir):
+            # mgr is not there (a restore moved it aside): nothing can run on it, so the instance is down.  Real
+            # qlist reads the registry and still lists the instance (Departures 15)
+            return self.default_state()
         with self.state() as st:
             return st
 

@@ -76,6 +76,22 @@ def test_qlist_fields(emu, both, flavour):
     assert r2.returncode != 0 and r2.stdout == ""
 
 
+def test_qlist_while_mgr_is_moved_aside(emu):
+    """A restore's swap moves mgr aside (and the emulator's state with it): qlist still lists the instance, down,
+    as real qlist does from the registry; it used to end in a FileNotFoundError traceback."""
+    d = emu.install("iris", "ASIDE", start=False)
+    os.rename(os.path.join(d, "mgr"), os.path.join(d, "mgr.aside"))
+    try:
+        r = emu.run(["iris", "qlist", "ASIDE"], check_rc=0)
+        f = r.stdout.strip().split("^")
+        assert f[0] == "ASIDE" and f[3].startswith("down, last used "), r.stdout
+        assert f[8] == ""
+        r = emu.run(["iris", "all"], check_rc=0)
+        assert [x for x in r.stdout.splitlines() if "ASIDE" in x and x.startswith("dn")], r.stdout
+    finally:
+        os.rename(os.path.join(d, "mgr.aside"), os.path.join(d, "mgr"))
+
+
 def test_qall_all_list(emu, both, flavour):
     name, d = both[flavour]
     c = FLAV[flavour]["control"]
