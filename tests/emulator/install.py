@@ -2,8 +2,8 @@
 
 python3 install.py --flavour iris|cache --instance NAME --dir INSTALLDIR --owner OSUSER [--manager-user OSUSER]
     [--version V] [--databases USER,APP] [--journal-dir DIR] [--database-dir DIR]
-    [--mirror-member-type T --mirror-status S] [--qos-timeout MS] [--os-auth on|off] [--superserver-port N]
-    [--write-interval-ms N] [--start]
+    [--mirror-member-type T --mirror-status S [--mirror-name N] [--mirror-journal-distance D]] [--qos-timeout MS]
+    [--os-auth on|off] [--superserver-port N] [--write-interval-ms N] [--start]
 
 Paths outside the instance tree follow IRISEMU_ROOT (prefix, default /) or IRISEMU_REGISTRY / IRISEMU_BINDIR /
 IRISEMU_CODEDIR; see README.md.  Re-running it for an existing instance is harmless (nothing is reset).
@@ -48,6 +48,11 @@ def parse_args(argv):
     p.add_argument("--database-dir")
     p.add_argument("--mirror-member-type")
     p.add_argument("--mirror-status")
+    p.add_argument("--mirror-name", help="the mirror set's name (default IRISMIRROR / CACHEMIRROR); members of one "
+                                         "set on several hosts share it")
+    p.add_argument("--mirror-journal-distance", type=int, default=None,
+                   help="what ##class(SYS.Mirror).DistanceFromPrimaryJournalFiles() returns (default 1: caught up); "
+                        "a re-run changes it, like --mirror-status (a failover, a member falling behind)")
     p.add_argument("--qos-timeout", type=int, default=8000)
     p.add_argument("--os-auth", choices=("on", "off"), default="on")
     p.add_argument("--superserver-port", type=int)
@@ -59,9 +64,15 @@ def parse_args(argv):
     a = p.parse_args(argv)
     if bool(a.mirror_member_type) != bool(a.mirror_status):
         p.error("--mirror-member-type and --mirror-status go together")
+    if (a.mirror_name or a.mirror_journal_distance is not None) and not a.mirror_member_type:
+        p.error("--mirror-name and --mirror-journal-distance need --mirror-member-type and --mirror-status")
     a.instance = a.instance.upper()
     a.dir = os.path.abspath(a.dir)
     return a
+
+
+def default_mirror_name(flavour):
+    return "IRISMIRROR" if flavour == "iris" else "CACHEMIRROR"
 
 
 def python_path():
@@ -233,6 +244,10 @@ def main(argv=None):
         if a.mirror_member_type:
             entry["mirror"] = dict(entry.get("mirror") or {}, member_type=a.mirror_member_type,
                                    status=a.mirror_status, qos=a.qos_timeout)
+            entry["mirror"].setdefault("guid", uuid.uuid4().hex.upper())
+            entry["mirror"]["name"] = a.mirror_name or entry["mirror"].get("name") or default_mirror_name(a.flavour)
+            if a.mirror_journal_distance is not None:
+                entry["mirror"]["journal_distance"] = a.mirror_journal_distance
         entry["databases"] = database_list(a, fl, existing["databases"])
     else:
         ss, ws, jd = pick_ports(a.flavour, a.superserver_port, a.instance)
@@ -246,9 +261,11 @@ def main(argv=None):
             "mirror": None, "databases": None,
         }
         if a.mirror_member_type:
-            entry["mirror"] = {"name": "IRISMIRROR" if a.flavour == "iris" else "CACHEMIRROR",
+            entry["mirror"] = {"name": a.mirror_name or default_mirror_name(a.flavour),
                                "guid": uuid.uuid4().hex.upper(), "member_type": a.mirror_member_type,
-                               "status": a.mirror_status, "qos": a.qos_timeout}
+                               "status": a.mirror_status, "qos": a.qos_timeout,
+                               "journal_distance": 1 if a.mirror_journal_distance is None
+                               else a.mirror_journal_distance}
         entry["databases"] = database_list(a, fl, None)
 
     inst = instance.Instance(entry)

@@ -162,6 +162,8 @@ AUTHE_UNAUTHENTICATED = 64
 # Mirror answers for non-members (UNCONFIRMED strings)
 MIRROR_NOT_MEMBER_TYPE = "Not Member"
 MIRROR_NOT_MEMBER_STATUS = "NOTINIT"
+# what SYS.Mirror.DistanceFromPrimary*() returns on a non-member (UNCONFIRMED)
+MIRROR_NOT_MEMBER_DISTANCE = "0"
 
 # Database file format
 BLOCK_SIZE = 8192

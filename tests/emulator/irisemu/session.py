@@ -216,6 +216,14 @@ class Session(object):
             if m == "mirrorname":
                 return (self.inst.entry.get("mirror") or {}).get("name", "")
             raise ObjError("METHOD DOES NOT EXIST", "*%s,%s" % (meth, cls))
+        if c == "sys.mirror":
+            if m in ("distancefromprimaryjournalfiles", "distancefromprimarydatabases"):
+                # 1 when there is no lag (reference 4.2); the emulator keeps one figure for both (Departures 14)
+                mirror = self.inst.entry.get("mirror") or {}
+                if not mirror:
+                    return config.MIRROR_NOT_MEMBER_DISTANCE
+                return str(mirror.get("journal_distance", 1))
+            raise ObjError("METHOD DOES NOT EXIST", "*%s,%s" % (meth, cls))
         if c == "%system.status":
             sc = _val(args, 0) or ""
             if m == "isok":

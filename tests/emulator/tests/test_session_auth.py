@@ -114,6 +114,27 @@ def test_mirror_methods(emu):
         emu.run(["iris", "force", n])
 
 
+def test_mirror_set_lag_and_failover(emu):
+    """A mirror set named at install, SYS.Mirror's distance from the primary (1: caught up), and a failover modelled
+    by installing again with other roles (what the mirror scenario does between runs)."""
+    emu.install("iris", "MBAK", owner="root", mirror_member_type="Failover", mirror_status="Backup",
+                mirror_name="PRODSET", start=False)
+    emu.install("iris", "MNOT", owner="root", start=False)
+    for n in ("MBAK", "MNOT"):
+        emu.run(["iris", "start", n], check_rc=0)
+    expr = ('Write $SYSTEM.Mirror.MirrorName(),"|",$SYSTEM.Mirror.GetStatus(),"|",'
+            '##class(SYS.Mirror).DistanceFromPrimaryJournalFiles(),"|",##class(SYS.Mirror).DistanceFromPrimaryDatabases()')
+    assert emu.session("MBAK", expr).stdout == "PRODSET|BACKUP|1|1"
+    assert emu.session("MNOT", expr).stdout == "|NOTINIT|0|0"
+    d = emu.install("iris", "MBAK", owner="root", mirror_member_type="Failover", mirror_status="Primary",
+                    dir=emu.path("inst", "mbak"), mirror_journal_distance=4, start=False)
+    assert emu.session("MBAK", expr).stdout == "PRODSET|PRIMARY|4|4"
+    f = emu.run(["iris", "qlist", "MBAK"], check_rc=0).stdout.strip().split("^")
+    assert (f[10], f[11]) == ("Failover", "Primary") and d
+    for n in ("MBAK", "MNOT"):
+        emu.run(["iris", "force", n])
+
+
 def test_namespace_and_class_visibility(emu, both):
     r = emu.session("IRIS", "Write 1", ns="NOSUCH")
     assert r.returncode not in (0, 3, 5) and "<NAMESPACE>" in r.stdout
