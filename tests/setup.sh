@@ -20,7 +20,7 @@ ANSIBLE_WHEEL_VERSION=12.3.0
 WHEEL_COLLECTIONS=(community/docker ansible/posix community/general community/library_inventory_filtering_v1)
 # Debian package -> a command (or python module, "py:NAME") whose presence means "already there"
 APT_PACKAGES="docker.io:dockerd debootstrap:debootstrap qemu-system-x86:qemu-system-x86_64 qemu-utils:qemu-img
-openssh-client:ssh rsync:rsync python3-venv:py:ensurepip shellcheck:shellcheck pandoc:pandoc"
+openssh-client:ssh rsync:rsync python3-venv:py:ensurepip shellcheck:shellcheck pandoc:pandoc restic:restic"
 
 step_names=()
 step_secs=()
