@@ -353,6 +353,7 @@ def parse_cpf(text):
 
     qos = None
     mirrors = section('Mirrors')
+    mirror_name = next(iter(mirrors), None)     # [Mirrors] Name=GUID,...: the key is the mirror set's name
     for _name, value in mirrors.items():
         fields = value.split(',')
         if len(fields) > 4 and fields[4].strip().isdigit():
@@ -376,6 +377,7 @@ def parse_cpf(text):
         'days_before_purge': _int_or_none(get(jsec, 'DaysBeforePurge')),
         'freeze_on_error': _int_or_none(get(jsec, 'FreezeOnError')),
         'mirror_qos_timeout_ms': qos,
+        'mirror_name': mirror_name,
         'wij_dir': _norm_dir(wij) if wij else None,
     }
 
@@ -645,6 +647,7 @@ def enrich_instance(inst, read_file=None):
         inst['days_before_purge'] = cpf['days_before_purge']
         inst['freeze_on_error'] = cpf['freeze_on_error']
         inst['mirror_qos_timeout_ms'] = cpf['mirror_qos_timeout_ms']
+        inst['mirror_name'] = cpf['mirror_name']
         inst['wij_dir'] = cpf['wij_dir']
     else:
         for key in ('databases',):
@@ -652,7 +655,7 @@ def enrich_instance(inst, read_file=None):
         for key in ('database_dirs', 'journal_dirs'):
             inst[key] = []
         for key in ('journal_current_dir', 'journal_alternate_dir', 'backups_before_purge', 'days_before_purge',
-                    'freeze_on_error', 'mirror_qos_timeout_ms', 'wij_dir'):
+                    'freeze_on_error', 'mirror_qos_timeout_ms', 'mirror_name', 'wij_dir'):
             inst[key] = None
     inst['messages_log'] = os.path.join(inst.get('data_dir') or inst.get('install_dir') or '', 'mgr', spec['log'])
     return inst
@@ -1624,6 +1627,28 @@ def run_script(inst, lines, run_as, timeout, creds=None, secrets=(), runner=None
     denied = 'end' not in values and 'access denied' in (out or '').lower()
     return {'rc': rc, 'values': values, 'errors': errors, 'stdout': out, 'stderr': err, 'command': argv,
             'denied': denied, 'complete': values.get('end') == '1'}
+
+
+def mirror_lag_lines():
+    """Read-only script: how far a mirror member is behind the primary, in journal files and in databases
+    (``SYS.Mirror.DistanceFromPrimaryJournalFiles()`` / ``...Databases()``: 1 when there is no lag)."""
+    return ['Write "%sjournal_distance|",##class(SYS.Mirror).DistanceFromPrimaryJournalFiles(),!,"%sdatabase_distance|",'
+            '##class(SYS.Mirror).DistanceFromPrimaryDatabases(),!' % (SCRIPT_MARK, SCRIPT_MARK)]
+
+
+def mirror_lag(inst, run_as=None, username=None, password=None, timeout=DEFAULT_QUERY_TIMEOUT, runner=None):
+    """``(journal_distance, database_distance, error)`` of a running mirror member; the distances are ints, or None
+    with ``error`` saying why."""
+    creds = (username, password) if username else None
+    res = run_script(inst, mirror_lag_lines(), run_as or default_run_as(inst), timeout, creds=creds,
+                     secrets=[password] if password else (), runner=runner)
+    got = [_int_or_none(res['values'].get(k)) for k in ('journal_distance', 'database_distance')]
+    if not res['complete'] or None in got:
+        output = (res['stdout'] or res['stderr'] or 'no output').strip()[-300:]
+        why = '; '.join(res['errors']) or ('access denied' if res['denied'] else output)
+        return None, None, 'instance %s: SYS.Mirror.DistanceFromPrimary* failed (rc %s): %s' % (
+            inst['name'], res['rc'], why)
+    return got[0], got[1], None
 
 
 def script_status_write(key, sc='sc'):

@@ -34,9 +34,19 @@ options:
     aliases: [instance]
   check_frozen:
     description:
-      - Query C(IsWDSuspendedExt) on running instances. Set to V(false) to avoid opening a session at all.
+      - Query C(IsWDSuspendedExt) on running instances. Set to V(false) (with O(check_mirror=false)) to avoid
+        opening a session at all.
     type: bool
     default: true
+  check_mirror:
+    description:
+      - On running mirror members, query how far the member is behind the primary
+        (C(SYS.Mirror.DistanceFromPrimaryJournalFiles) and C(DistanceFromPrimaryDatabases)), which the filter
+        P(irisops.backup.mirror_backup_plan#filter) uses to tell whether a member is caught up.
+      - Instances that are not mirror members, or not running, are not queried.
+    type: bool
+    default: true
+    version_added: 0.2.0
 seealso:
   - module: irisops.backup.iris_freeze
   - module: irisops.backup.iris_thaw
@@ -173,6 +183,23 @@ instances:
     mirror_qos_timeout_ms:
       description: Mirror QoS timeout in milliseconds from the CPF C([Mirrors]) section, null when not mirrored.
       type: int
+    mirror_name:
+      description: The mirror set's name (the key of the CPF C([Mirrors]) entry), null when not mirrored.
+      type: str
+      version_added: 0.2.0
+    mirror_journal_distance:
+      description: C(SYS.Mirror.DistanceFromPrimaryJournalFiles()) of a running mirror member (1 when there is no
+        lag), null when not queried or when the query failed.
+      type: int
+      version_added: 0.2.0
+    mirror_database_distance:
+      description: C(SYS.Mirror.DistanceFromPrimaryDatabases()), like C(mirror_journal_distance).
+      type: int
+      version_added: 0.2.0
+    mirror_error:
+      description: Why the mirror distances could not be read, when the query failed.
+      type: str
+      version_added: 0.2.0
     wij_dir:
       description: WIJ directory from the CPF C([config]) section, when set.
       type: str
@@ -219,6 +246,7 @@ def main():
     argument_spec.update(
         name=dict(type='str', aliases=['instance']),
         check_frozen=dict(type='bool', default=True),
+        check_mirror=dict(type='bool', default=True),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
@@ -253,6 +281,16 @@ def main():
                 entry['frozen'] = state['frozen']
                 if state['failed']:
                     entry['frozen_error'] = state['msg']
+        entry.update(mirror_journal_distance=None, mirror_database_distance=None, mirror_error=None)
+        if p['check_mirror'] and inst.get('ready') and inst.get('mirror_member'):
+            run_as = p['run_as'] or _iris.default_run_as(inst)
+            err = _iris.check_run_as(run_as)
+            if err:
+                entry['mirror_error'] = 'cannot run sessions as %s: %s' % (run_as, err)
+            else:
+                (entry['mirror_journal_distance'], entry['mirror_database_distance'],
+                 entry['mirror_error']) = _iris.mirror_lag(inst, run_as=run_as, username=p['username'],
+                                                           password=p['password'], timeout=p['timeout'])
         out.append(entry)
     module.exit_json(changed=False, instances=out, discovery_errors=discovery_errors)
 

@@ -15,7 +15,8 @@ checks the outcome on a real container built from irisops/iris-emu:bookworm (see
      instances, ``thaw`` returns it to 3;
   3. the same run job again (AWX re-launch): must report changed=0;
   4. removal job (hooks_state="absent" as a survey string): must succeed; the hook files are gone;
-     IsWDSuspendedExt is 3.
+     IsWDSuspendedExt is 3;
+  5. run job of playbooks/mirror_plan.yml (mirror_fallback "fail" as a survey string): must succeed, change nothing.
 playbooks/lvm_backup.yml needs LVM (device-mapper), which containers on this rig do not have; it is listed as
 skipped with that reason (the lvm molecule scenario covers it in a VM), and so is playbooks/restore_drill.yml (a
 drill restores a backup taken on LVM; the unit tests cover the drill engine).  Any other playbook found in playbooks/
@@ -81,6 +82,8 @@ SKIPPED = {
                       '(covered by the lvm molecule scenario in a qemu VM)',
     'restore_drill.yml': 'a drill restores a backup taken on LVM (device-mapper), which containers on this rig '
                          'lack; the drill engine is covered by the unit tests (test_drill.py, test_journal.py)',
+    'mirror_backup.yml': 'its backup is the lvm_backup role (LVM/device-mapper); its plan, mirror_plan.yml, has a '
+                         'case here and the mirror molecule scenario',
 }
 
 
@@ -186,7 +189,7 @@ def main():
     for pb in playbooks:
         if pb in SKIPPED:
             print('%-58s SKIP  %s' % ('playbook ' + pb, SKIPPED[pb]))
-        elif pb != 'install_hooks.yml':
+        elif pb not in ('install_hooks.yml', 'mirror_plan.yml'):
             record('playbook %s has an AWX case' % pb, False, 'NOT COVERED: add a case to tests/awx/run_playbooks.py')
 
     name = 'irisops-awx-%d' % os.getpid()
@@ -249,6 +252,10 @@ def main():
         left = [p for p in HOOK_PATHS if rig.exists(p)] + rig.vmware_entries()
         record('removal job (state="absent"): successful, nothing left', status == 'successful' and not left,
                'status=%s %s left=%s %.0fs' % (status, st, left, sec))
+        # mirror_plan.yml on a host with no mirror member: every instance is planned, nothing is frozen
+        status, rc, st, sec = run_job(workdir, 'mirror', 'mirror_plan.yml', name, {'mirror_fallback': 'fail'})
+        record('run job mirror_plan (fallback "fail"): successful, changed=0', status == 'successful'
+               and st['failures'] == 0 and st['changed'] == 0, 'status=%s rc=%s %s %.0fs' % (status, rc, st, sec))
         wd = rig.wd_suspended()
         record('after all jobs: IsWDSuspendedExt is 3', set(wd.values()) == {3}, wd)
     except Exception as exc:  # a broken rig is a failure, reported like one

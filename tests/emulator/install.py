@@ -71,6 +71,10 @@ def parse_args(argv):
     return a
 
 
+def mirrors_value(m):
+    return "%s,2,1,,%d,0,0,,0,,2188,,0" % (m["guid"], m["qos"])
+
+
 def default_mirror_name(flavour):
     return "IRISMIRROR" if flavour == "iris" else "CACHEMIRROR"
 
@@ -194,7 +198,7 @@ def write_cpf(path, a, fl, entry):
                   "[Mirrors]",
                   # Name=GUID,2,1,Defined Primary,QOSTimeout,0,UseSSL,VirtualAddress,0,AgentAddress,AgentPort,
                   #      ArbiterNode,AllowParallelDejournaling   (QOSTimeout = 5th comma field, ms)
-                  "%s=%s,2,1,,%d,0,0,,0,,2188,,0" % (m["name"], m["guid"], m["qos"]), ""]
+                  "%s=%s" % (m["name"], mirrors_value(m)), ""]
     with open(path, "w") as fh:
         fh.write("\n".join(lines))
 
@@ -319,6 +323,10 @@ def main(argv=None):
         for db in entry["databases"]:
             if db["name"] not in inst.cpf().get("Databases", {}):
                 instance.set_cpf_value(inst.cpf_path, "Databases", db["name"], db["dir"])
+        m = entry.get("mirror")
+        if a.mirror_member_type and m:
+            # a member made a member, or given another role, by a later install: its CPF names the set
+            instance.set_cpf_value(inst.cpf_path, "Mirrors", m["name"], mirrors_value(m))
     write_parameters(os.path.join(a.dir, "parameters.isc"), a, owner_pw, manager_pw, fl)
 
     if not os.path.exists(inst.log_path):

@@ -131,6 +131,11 @@ def test_mirror_set_lag_and_failover(emu):
     assert emu.session("MBAK", expr).stdout == "PRODSET|PRIMARY|4|4"
     f = emu.run(["iris", "qlist", "MBAK"], check_rc=0).stdout.strip().split("^")
     assert (f[10], f[11]) == ("Failover", "Primary") and d
+    emu.install("iris", "MNOT", owner="root", mirror_member_type="Disaster Recovery", mirror_status="Connected",
+                mirror_name="PRODSET", dir=emu.path("inst", "mnot"), start=False)
+    assert emu.session("MNOT", expr).stdout == "PRODSET|CONNECTED|1|1"
+    with open(os.path.join(emu.path("inst", "mnot"), "iris.cpf")) as fh:
+        assert "\n[Mirrors]\nPRODSET=" in fh.read()
     for n in ("MBAK", "MNOT"):
         emu.run(["iris", "force", n])
 

@@ -178,16 +178,36 @@ def test_parse_cpf():
     assert c['journal_dirs'] == ['/iris/journal1', '/iris/journal2']  # current first
     assert c['backups_before_purge'] == 3 and c['days_before_purge'] == 2 and c['freeze_on_error'] == 1
     assert c['mirror_qos_timeout_ms'] == 8000
+    assert c['mirror_name'] == 'MIR'
     assert c['wij_dir'] == '/iris/wij'
     assert c['sections']['config']['globals'] == '0,0,512,0,0,0'
 
 
 def test_parse_cpf_not_mirrored_and_missing_settings():
     c = _iris.parse_cpf('[Databases]\nUSER=/u/\n[Journal]\nCurrentDirectory=/j/\n')
-    assert c['mirror_qos_timeout_ms'] is None
+    assert c['mirror_qos_timeout_ms'] is None and c['mirror_name'] is None
     assert c['backups_before_purge'] is None
     assert c['journal_dirs'] == ['/j']
     assert c['wij_dir'] is None
+
+
+def test_mirror_lag_reads_both_distances_and_says_why_when_it_cannot():
+    inst = {'name': 'IRIS', 'flavour': 'iris', 'session_cmd': ['iris', 'session'], 'owner_user': None}
+    seen = []
+
+    def runner(out, rc=0):
+        def run(argv, data=None, timeout=None):
+            seen.append((argv, data))
+            return rc, out, ''
+        return run
+    mark = _iris.SCRIPT_MARK
+    ok = '%sjournal_distance|1\n%sdatabase_distance|3\n%send|1\n' % (mark, mark, mark)
+    assert _iris.mirror_lag(inst, run_as='root', runner=runner(ok)) == (1, 3, None)
+    assert seen[0][0][-4:] == ['session', 'IRIS', '-U', '%SYS']
+    assert 'DistanceFromPrimaryJournalFiles()' in seen[0][1]
+    j, d, err = _iris.mirror_lag(inst, run_as='root', runner=runner('<CLASS DOES NOT EXIST> *SYS.Mirror\n', 1))
+    assert (j, d) == (None, None) and err.startswith('instance IRIS: SYS.Mirror.DistanceFromPrimary* failed (rc 1): '
+                                                     '<CLASS DOES NOT EXIST>'), err
 
 
 # ---------------------------------------------------------------------------------------------------------------
