@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import time
+import traceback
 
 from . import dbfile, instance
 
@@ -84,6 +85,15 @@ def run(name):
                     # lock) never leaves a cycle split over two files or a record appended to a closed file
                     inst.journal_append_current(st, inst.gen_records(gen))
             _sleep(interval)
+    except Exception:
+        # a write daemon that dies says why in messages.log (its stderr is /dev/null): the instance is down from now
+        # on, and a test that then finds it "not running" shows this line
+        try:
+            inst.log(3, "irisemu: write daemon (pid %d) died: %s" % (
+                me, traceback.format_exc(limit=4).strip().replace("\n", " | ")), "Generic.Event")
+        except Exception:  # pylint: disable=broad-except  # the log itself may be what fails
+            pass
+        raise
     finally:
         for fd in fds.values():
             os.close(fd)

@@ -92,6 +92,22 @@ def test_qlist_while_mgr_is_moved_aside(emu):
         os.rename(os.path.join(d, "mgr.aside"), os.path.join(d, "mgr"))
 
 
+def test_a_write_daemon_that_dies_says_why_in_messages_log(emu):
+    d = emu.install("iris", "WDDIES", start=False, databases="USER")
+    os.unlink(os.path.join(d, "mgr", "user", "IRIS.DAT"))     # its first cycle cannot open the database
+    emu.run(["iris", "start", "WDDIES"])
+    log = os.path.join(d, "mgr", "messages.log")
+    deadline = time.time() + 20
+    text = ""
+    while time.time() < deadline and "died" not in text:
+        time.sleep(0.2)
+        with open(log) as fh:
+            text = fh.read()
+    died = [ln for ln in text.splitlines() if "write daemon (pid" in ln and " died: " in ln]
+    assert died and "FileNotFoundError" in died[0] and " 3 [Generic.Event] " in died[0], text[-2000:]
+    assert emu.run(["iris", "qlist", "WDDIES"], check_rc=0).stdout.split("^")[3].startswith("down")
+
+
 def test_qall_all_list(emu, both, flavour):
     name, d = both[flavour]
     c = FLAV[flavour]["control"]
