@@ -877,7 +877,8 @@ class BackupRun(object):
             volumes.append({'vg': req.vg, 'lv': req.lv, 'snapshot': req.name, 'mountpoint': mnt, 'fstype': fstype,
                             'origin_mountpoint': self.origin_mountpoint(ent['directories']),
                             'instances': ent['instances'], 'directories': ent['directories'], 'files': files,
-                            'bytes': size, 'snapshot_size': lv.size})
+                            'bytes': size, 'snapshot_size': None if lv.is_thin else lv.size,
+                            'thin_pool': '%s/%s' % (lv.vg, lv.pool) if lv.is_thin else None})
         self.report['volumes'] = volumes
         self.write_manifest(root)
         self.step = 'copy'
@@ -917,12 +918,18 @@ class BackupRun(object):
         for v in volumes:
             lv = lvs.get((v['vg'], v['snapshot']))
             v['fill_percent'] = lv.data_percent if lv is not None else None
+            if lv is not None and lv.is_thin:
+                # a thin snapshot cannot overflow on its own: what fills is its pool (reported, not a torn copy)
+                pool = lvs.get((lv.vg, lv.pool))
+                v['fill_percent'] = pool.data_percent if pool is not None else None
+                v['thin_pool'] = '%s/%s' % (lv.vg, lv.pool)
             if lv is None or lv.valid is False:
                 bad.append('%s/%s' % (v['vg'], v['snapshot']))
+        fills = ['%s/%s %s%%%s' % (v['vg'], v['snapshot'], v['fill_percent'],
+                                   ' (thin pool %s)' % v['thin_pool'] if v.get('thin_pool') else '') for v in volumes]
         self.check('snapshots valid at the end of the copy', not bad,
                    ('overflowed or gone: %s - the copy read torn data; give the snapshots more space '
-                    '(snapshot_size) or copy faster' % ', '.join(bad)) if bad else
-                   'fill %s' % ', '.join('%s/%s %s%%' % (v['vg'], v['snapshot'], v['fill_percent']) for v in volumes))
+                    '(snapshot_size) or copy faster' % ', '.join(bad)) if bad else 'fill %s' % ', '.join(fills))
 
     def origin_mountpoint(self, directories):
         """Where the origin LV is mounted on this host (a restore puts the files back under it)."""

@@ -875,7 +875,7 @@ def _fire_cleanup(state, log, wait=None, sleep=time.sleep):
         log('irisops dead-man switch: cannot list the LVM snapshots of %s to remove them: %s' % (tag, exc), 'user.err')
         return []
     for lv in lvs:
-        if lv.is_snapshot and tag in lv.tags:
+        if lv.is_any_snapshot and tag in lv.tags:
             try:
                 lvm.remove_lv(lv.vg, lv.name, mountpoints=lvm.mountpoints(lv, mounts))
                 removed.append(lv.full_name)

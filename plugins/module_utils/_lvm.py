@@ -53,9 +53,15 @@ DEFAULT_SUFFIX = "_irisops_snap"
 LV_FIELDS = (
     "lv_name", "vg_name", "lv_attr", "lv_size", "origin", "origin_size", "data_percent", "snap_percent",
     "lv_path", "lv_dm_path", "lv_kernel_major", "lv_kernel_minor", "lv_tags", "lv_snapshot_invalid",
+    "pool_lv", "metadata_percent",
 )
 VG_FIELDS = ("vg_name", "vg_attr", "vg_size", "vg_free", "vg_extent_size", "vg_extent_count", "vg_free_count")
 
+#: A thin snapshot shares its origin's thin pool: while it exists, every block the instance rewrites takes new pool
+#: space, and a full pool stops the writes of every volume in it (production included).  The preflight refuses,
+#: before anything is frozen, when the pool's data or metadata is at or above this percentage - dmeventd's first
+#: "thin pool is now 80% full" warning, i.e. the level at which LVM itself starts to worry.
+THIN_POOL_MAX_PERCENT = 80.0
 MOUNTINFO_PATH = "/proc/self/mountinfo"
 SBIN_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/local/bin", "/usr/bin", "/bin")
 
@@ -142,15 +148,21 @@ def report_argv(command, fields, json_format=True, names=None):
 
 
 def lvcreate_snapshot_argv(vg, origin, name, extents, tags=(), test=False):
-    """``lvcreate`` for a classic (COW) snapshot of ``vg/origin`` with ``extents`` extents.
+    """``lvcreate`` for a classic (COW) snapshot of ``vg/origin`` with ``extents`` extents, or, with ``extents``
+    None, a thin snapshot of a thin ``origin`` (no size: it takes space in the origin's pool as blocks diverge).
 
     ``--yes`` keeps lvcreate from ever asking (community.general#12477, ansible/ansible#28052);
-    ``--test`` is LVM's own dry run, used for check mode.
+    ``--test`` is LVM's own dry run, used for check mode.  A thin snapshot gets ``--setactivationskip n``: by
+    default LVM flags thin snapshots to be skipped on activation, and this one is created to be mounted at once
+    (lvmthin(7); RHEL "Controlling logical volume activation": ``lvcreate -n Snap -kn -s vg/ThinLV``).
     """
     argv = ["lvcreate", "--yes"]
     if test:
         argv.append("--test")
-    argv += ["--snapshot", "--extents", str(int(extents)), "--name", name]
+    if extents is None:
+        argv += ["--snapshot", "--setactivationskip", "n", "--name", name]
+    else:
+        argv += ["--snapshot", "--extents", str(int(extents)), "--name", name]
     for tag in tags:
         argv += ["--addtag", tag]
     argv.append("%s/%s" % (vg, origin))
@@ -289,6 +301,8 @@ class LogicalVolume(object):
         # lvm2 2.03 prints "snapshot invalid" for invalid snapshots, "" for valid ones, "unknown" for other LVs
         flag = str(row.get("lv_snapshot_invalid", "") or "").strip().lower()
         self.snapshot_invalid_flag = flag in ("1", "yes") or ("invalid" in flag and not flag.startswith("not"))
+        self.pool = (row.get("pool_lv") or "").strip() or None
+        self.metadata_percent = _to_percent(row.get("metadata_percent"))
 
     @property
     def full_name(self):
@@ -302,6 +316,16 @@ class LogicalVolume(object):
     def is_snapshot(self):
         """A classic (thick, COW) snapshot: bit 1 ``s``, or ``S`` while merging."""
         return self.attr[:1] in ("s", "S")
+
+    @property
+    def is_thin_snapshot(self):
+        """A thin snapshot: a thin volume (``V``) with an origin."""
+        return self.is_thin and bool(self.origin)
+
+    @property
+    def is_any_snapshot(self):
+        """A classic or a thin snapshot (what the clean-up of a run may remove, by its tag)."""
+        return self.is_snapshot or self.is_thin_snapshot
 
     @property
     def is_origin(self):
@@ -330,7 +354,9 @@ class LogicalVolume(object):
 
     @property
     def is_full(self):
-        return self.data_percent is not None and self.data_percent >= 100.0
+        """A classic snapshot whose COW store is full (invalid from then on).  A thin volume's data_percent is how
+        much of its virtual size is mapped, not a fill: its risk is the pool's (see THIN_POOL_MAX_PERCENT)."""
+        return self.is_snapshot and self.data_percent is not None and self.data_percent >= 100.0
 
     @property
     def valid(self):
@@ -361,8 +387,8 @@ class VolumeGroup(object):
             self.name, self.free_count, self.extent_count, self.extent_size)
 
 
-def parse_lvs(text, json_format=True):
-    rows = parse_report_json(text, "lv") if json_format else parse_report_columns(text, LV_FIELDS)
+def parse_lvs(text, json_format=True, fields=LV_FIELDS):
+    rows = parse_report_json(text, "lv") if json_format else parse_report_columns(text, fields)
     return [LogicalVolume(r) for r in rows]
 
 
@@ -607,14 +633,25 @@ class SnapshotRequest(object):
 
 
 class PlannedSnapshot(object):
-    """What to do for one request. ``action``: ``create``, ``keep`` (reuse/ours) or ``recreate``."""
+    """What to do for one request. ``action``: ``create``, ``keep`` (reuse/ours) or ``recreate``.  ``pool``: the
+    thin pool of a thin snapshot (which has no size of its own), else None."""
 
-    def __init__(self, request, action, extents=0, extent_size=0, existing=None):
+    def __init__(self, request, action, extents=0, extent_size=0, existing=None, pool=None):
         self.request = request
         self.action = action
         self.extents = extents
         self.extent_size = extent_size
         self.existing = existing
+        self.pool = pool
+
+    @property
+    def thin(self):
+        return self.pool is not None
+
+    @property
+    def lvcreate_extents(self):
+        """What lvcreate gets: the extents of a classic snapshot, None for a thin one."""
+        return None if self.thin else self.extents
 
     @property
     def size(self):
@@ -643,10 +680,11 @@ class PreflightError(LvmError):
             "preflight failed, nothing was created: " + "; ".join(self.problems))
 
 
-def plan_snapshots(requests, lvs, vgs, existing="fail", run_id=None):
+def plan_snapshots(requests, lvs, vgs, existing="fail", run_id=None, thin_pool_max_percent=THIN_POOL_MAX_PERCENT):
     """Check a set of snapshot requests against the current LVs/VGs and compute extents for each.
 
-    * every origin exists, is not a snapshot, a thin volume or a thin pool;
+    * every origin exists and is not a snapshot or a thin pool; a thin volume gets a thin snapshot (no size), and
+      its pool's data and metadata must be below ``thin_pool_max_percent``;
     * the snapshot name is valid and not taken by anything but a snapshot of the same origin;
     * a snapshot of the same origin with the same name already there is ours (tagged with ``run_id``: kept),
       or a leftover handled by ``existing``: ``fail`` (a problem), ``remove`` (recreated) or ``reuse`` (kept);
@@ -674,14 +712,31 @@ def plan_snapshots(requests, lvs, vgs, existing="fail", run_id=None):
         if origin is None:
             problems.append("origin logical volume %s does not exist" % req.origin)
             continue
-        if origin.is_snapshot:
+        if origin.is_any_snapshot:
             problems.append("%s is itself a snapshot (lv_attr %s); snapshots of snapshots are not supported"
                             % (req.origin, origin.attr))
             continue
-        if origin.is_thin or origin.is_thin_pool:
-            problems.append("%s is a thin volume or thin pool (lv_attr %s); this module makes classic COW snapshots "
-                            "of thick LVs only" % (req.origin, origin.attr))
+        if origin.is_thin_pool:
+            problems.append("%s is a thin pool (lv_attr %s); snapshot the thin volumes in it instead"
+                            % (req.origin, origin.attr))
             continue
+        pool = None
+        if origin.is_thin:
+            pool = lv_index.get((req.vg, origin.pool or ""))
+            if pool is None:
+                problems.append("thin volume %s: its pool %s/%s is not listed by lvs" % (
+                    req.origin, req.vg, origin.pool or "?"))
+                continue
+            full = [("data", pool.data_percent), ("metadata", pool.metadata_percent)]
+            full = ["%s %.2f%%" % (k, v) for k, v in full if v is not None and v >= thin_pool_max_percent]
+            if full:
+                problems.append(
+                    "thin pool %s of %s is too full for a snapshot (%s; the limit is %g%%): while the snapshot "
+                    "exists every block the instance rewrites takes pool space, and a full pool stops the writes of "
+                    "every volume in it. Next: extend the pool (lvextend -L +SIZE %s, or --poolmetadatasize for "
+                    "metadata) or free space in it, then run again" % (
+                        pool.full_name, req.origin, ", ".join(full), thin_pool_max_percent, pool.full_name))
+                continue
         reason = validate_lv_name(req.name)
         if reason:
             problems.append("snapshot name '%s' for %s is not valid: %s" % (req.name, req.origin, reason))
@@ -698,20 +753,19 @@ def plan_snapshots(requests, lvs, vgs, existing="fail", run_id=None):
             continue
 
         current = lv_index.get((req.vg, req.name))
+        pool_name = pool.name if pool is not None else None
         if current is None:
-            plans.append(PlannedSnapshot(req, "create", extent_size=vg.extent_size))
-        elif not current.is_snapshot or current.origin != req.lv:
+            plans.append(PlannedSnapshot(req, "create", extent_size=vg.extent_size, pool=pool_name))
+        elif not current.is_any_snapshot or current.origin != req.lv:
             problems.append("an LV named %s already exists and is not a snapshot of %s (lv_attr %s, origin %s); "
                             "choose another snapshot name or suffix"
                             % (req.full_name, req.origin, current.attr, current.origin or "none"))
-        elif run_id and current.has_run_tag(run_id):
-            plans.append(PlannedSnapshot(req, "keep", extents=current.size // max(vg.extent_size, 1),
-                                         extent_size=vg.extent_size, existing=current))
-        elif existing == "reuse":
-            plans.append(PlannedSnapshot(req, "keep", extents=current.size // max(vg.extent_size, 1),
-                                         extent_size=vg.extent_size, existing=current))
+        elif (run_id and current.has_run_tag(run_id)) or existing == "reuse":
+            plans.append(PlannedSnapshot(req, "keep", extents=0 if pool else current.size // max(vg.extent_size, 1),
+                                         extent_size=vg.extent_size, existing=current, pool=pool_name))
         elif existing == "remove":
-            plans.append(PlannedSnapshot(req, "recreate", extent_size=vg.extent_size, existing=current))
+            plans.append(PlannedSnapshot(req, "recreate", extent_size=vg.extent_size, existing=current,
+                                         pool=pool_name))
         else:
             problems.append(
                 "snapshot %s of %s already exists (%s, %s used, tags: %s): a leftover from an earlier or crashed "
@@ -724,11 +778,11 @@ def plan_snapshots(requests, lvs, vgs, existing="fail", run_id=None):
     # space, per VG, in request order
     free = dict((name, vg.free_count) for name, vg in vg_index.items())
     for plan in plans:
-        if plan.action == "recreate":
+        if plan.action == "recreate" and not plan.thin:
             free[plan.request.vg] += plan.existing.size // max(vg_index[plan.request.vg].extent_size, 1)
     needed = {}
     for plan in plans:
-        if plan.action == "keep":
+        if plan.action == "keep" or plan.thin:      # a thin snapshot takes no extents of the VG
             continue
         req = plan.request
         vg = vg_index[req.vg]

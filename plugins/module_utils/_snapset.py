@@ -210,7 +210,7 @@ class SnapshotSet(object):
                     else:
                         self.warnings.append(text + '; it is NOT in this backup')
                     continue
-                if lv.is_snapshot:
+                if lv.is_any_snapshot:
                     self.problems.append('instance %s: %s directory %s is on %s, which is itself a snapshot'
                                          % (inst['name'], role, d, lv.full_name))
                     continue
@@ -261,7 +261,7 @@ class SnapshotSet(object):
         keys = set(self.order)
         names = set((r.vg, r.name) for r in requests)
         for lv in lvs:
-            if not lv.is_snapshot or (lv.vg, lv.origin) not in keys or (lv.vg, lv.name) in names:
+            if not lv.is_any_snapshot or (lv.vg, lv.origin) not in keys or (lv.vg, lv.name) in names:
                 continue
             if _lvm.SNAPSHOT_TAG in lv.tags:
                 if self.p['existing'] == 'remove':
@@ -295,7 +295,7 @@ class SnapshotSet(object):
         self.mounts = self.lvm.mountinfo()
         self.map_volumes(lvs)
         self.plans = self.plan(lvs, vgs) if (self.order or not self.problems) else []
-        return [self.describe(p.request, None, p.extents * p.extent_size) for p in self.plans]
+        return [self.describe(p.request, None, None if p.thin else p.size) for p in self.plans]
 
     def remove_leftovers(self, test=False):
         """Remove the leftovers found by the preflight (existing=remove), before the freeze.  Returns the warnings
@@ -313,7 +313,7 @@ class SnapshotSet(object):
             if plan.action == 'recreate':
                 continue
             try:
-                self.lvm.create_snapshot(req.vg, req.lv, req.name, plan.extents, tags=self.tags, test=True)
+                self.lvm.create_snapshot(req.vg, req.lv, req.name, plan.lvcreate_extents, tags=self.tags, test=True)
             except _lvm.LvmError as exc:
                 return 'lvcreate --test refuses snapshot %s of %s: %s' % (req.full_name, req.origin, exc.msg)
         return None
@@ -340,7 +340,7 @@ class SnapshotSet(object):
         req = plan.request
         left = ctl.time_left()
         try:
-            self.lvm.create_snapshot_bounded(req.vg, req.lv, req.name, plan.extents,
+            self.lvm.create_snapshot_bounded(req.vg, req.lv, req.name, plan.lvcreate_extents,
                                              deadline=3600 if left is None else max(left, 0.1),
                                              on_overdue=ctl.thaw_now, tags=self.tags, interrupted=ctl.interrupted)
         except _lvm.LvmError as exc:
@@ -357,7 +357,7 @@ class SnapshotSet(object):
         except (_lvm.LvmError, IOError, OSError) as exc:
             return removed, ['cannot list LVs to remove the snapshots of run %s: %s' % (self.run_id, exc)]
         for lv in reversed(lvs):
-            if lv.is_snapshot and self.tags[1] in lv.tags:
+            if lv.is_any_snapshot and self.tags[1] in lv.tags:
                 try:
                     self.lvm.remove_lv(lv.vg, lv.name, mountpoints=self.lvm.mountpoints(lv, mounts))
                     removed.append(lv.full_name)
@@ -376,10 +376,12 @@ class SnapshotSet(object):
         if lv is not None:
             out.update(size=lv.size, data_percent=lv.data_percent, attr=lv.attr, valid=lv.valid, tags=lv.tags,
                        path=lv.path, created=True)
+            if lv.is_thin:      # a thin snapshot: no size of its own, its space is the pool's
+                out.update(size=None, thin_pool='%s/%s' % (lv.vg, lv.pool))
         return out
 
     def describe_created(self):
         """The planned snapshots as they are now (fill, validity), or raises LvmError when lvs fails."""
         lvs = dict(((lv.vg, lv.name), lv) for lv in self.lvm.lvs())
-        return [self.describe(p.request, lvs.get((p.request.vg, p.request.name)), p.extents * p.extent_size)
+        return [self.describe(p.request, lvs.get((p.request.vg, p.request.name)), None if p.thin else p.size)
                 for p in self.plans]

@@ -73,6 +73,8 @@ options:
     description:
       - Size of each snapshot unless a volume sets its own; an absolute size (V(512M), V(2G)) or V(N%ORIGIN),
         V(N%FREE), V(N%VG) as in M(irisops.backup.lvm_snapshot).
+      - Not used for a thin volume, which gets a thin snapshot (no size), refused by the preflight when its thin
+        pool's data or metadata is 80% full or more.
     type: str
     default: 20%ORIGIN
   suffix:

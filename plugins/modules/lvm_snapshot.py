@@ -76,6 +76,7 @@ options:
         V(%FREE) is taken of the free space when that snapshot is created, in the order of O(volumes).
       - A size that does not parse, or a set of snapshots that does not fit into the free extents of its volume
         group, fails the preflight before anything is created.
+      - Not used for a thin volume, which gets a thin snapshot (no size; it takes space in the volume's thin pool).
     type: str
     default: 20%ORIGIN
   suffix:
@@ -143,7 +144,10 @@ options:
     type: int
     default: 120
 notes:
-  - Snapshots of thin volumes, thin pools and of other snapshots are refused by the preflight.
+  - A thin volume gets a thin snapshot, created without a size and without the activation skip flag (so it can be
+    mounted at once); the preflight refuses it when the thin pool's data or metadata is 80% full or more (a full
+    pool stops the writes of every volume in it). Mixed thick and thin origins work in one call.
+  - Snapshots of thin pools and of other snapshots are refused by the preflight.
   - Snapshots are created one C(lvcreate) after the other. Each one is crash-consistent for its own LV; consistency
     across LVs comes from freezing the application (for example M(irisops.backup.iris_freeze)) around this task.
   - Idempotence of O(state=present) needs O(run_id) or O(existing=reuse), see O(existing).
@@ -324,7 +328,7 @@ def _volume_requests(module, lvm, lvs):
             except _lvm.LvmError as exc:
                 problems.append("volumes[%d]: %s" % (index, exc.msg))
                 continue
-            if origin.is_snapshot:
+            if origin.is_any_snapshot:
                 problems.append("volumes[%d]: %s is on %s, which is itself a snapshot" % (index, path, origin.full_name))
                 continue
             vg, lv = origin.vg, origin.name
@@ -450,7 +454,8 @@ class SnapshotModule(object):
                     # lvcreate --test would trip over the snapshot that check mode did not remove
                     continue
                 try:
-                    self.lvm.create_snapshot(req.vg, req.lv, req.name, plan.extents, tags=self.tags(), test=check)
+                    self.lvm.create_snapshot(req.vg, req.lv, req.name, plan.lvcreate_extents, tags=self.tags(),
+                                             test=check)
                 except _lvm.LvmError as exc:
                     self.create_seconds = time.time() - started
                     rolled_back, rollback_errors = self.rollback(created)
@@ -480,7 +485,7 @@ class SnapshotModule(object):
             predicted = None
             if check and plan.action != "keep":
                 lv = None
-                predicted = dict(size=plan.size, tags=self.tags())
+                predicted = dict(size=None if plan.thin else plan.size, tags=self.tags())
             action = {"create": "created", "recreate": "recreated", "keep": "kept"}[plan.action]
             current_mounts = self.lvm.mountpoints(lv, mounts) if lv is not None and plan.action == "keep" else []
             if lv is not None and plan.action != "keep" and not check:
@@ -607,7 +612,7 @@ class SnapshotModule(object):
 
     @staticmethod
     def not_our_snapshot(req, lv):
-        if lv is not None and (not lv.is_snapshot or lv.origin != req.lv):
+        if lv is not None and (not lv.is_any_snapshot or lv.origin != req.lv):
             return ("%s is not a snapshot of %s (lv_attr %s, origin %s); refusing to touch it"
                     % (lv.full_name, req.origin, lv.attr, lv.origin or "none"))
         return None

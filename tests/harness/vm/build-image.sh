@@ -35,6 +35,8 @@ packages=$packages,restic,prometheus-node-exporter,openssh-client
 # python3-apt: Ansible's package module (the lvm_backup role's "Packages lvm2 and restic") needs it on Debian and
 # would install it from the network, which the VM does not have (the demo failed there: "Unable to locate package")
 packages=$packages,python3-apt
+# thin_check: LVM runs it when it activates a thin pool (the thin-volume case)
+packages=$packages,thin-provisioning-tools
 
 mirror=${DEBIAN_MIRROR:-}
 if [ -z "$mirror" ]; then

@@ -26,6 +26,7 @@ lvm_backup_soak); tests/vm/README.md maps every old assertion to the check here 
 from __future__ import absolute_import, division, print_function
 
 import glob
+import hashlib
 import json
 import os
 import re
@@ -1042,6 +1043,105 @@ def case_staggered(c):
     c.check('no snapshot left, nothing frozen', seen['snapshots'] == [] and
             [seen['wd'].get(n) for n in ('IRISA', 'IRISB')] == [3, 3], seen)
     c.check('set_history false: no history entry', history_with('vmrig-staggered') == hist_before)
+
+
+THIN_POOL, THIN_LV, THIN_MNT = 'tpool', 'thin1', '/iris/thin'
+
+
+def thin_layout_up():
+    """A 96 MiB thin pool with one 256 MiB thin volume (ext4, mounted at THIN_MNT) holding an 8 MiB marker file;
+    returns the marker's sha256."""
+    if not any(lv['lv_name'] == THIN_POOL for lv in lvs_rows()):
+        rc, out = sh(['lvcreate', '-q', '-y', '--type', 'thin-pool', '-L', '96m', '-n', THIN_POOL, VG])
+        if rc != 0:
+            raise RuntimeError('thin pool: %s' % out)
+        rc, out = sh(['lvcreate', '-q', '-y', '-V', '256m', '-T', '%s/%s' % (VG, THIN_POOL), '-n', THIN_LV])
+        if rc != 0:
+            raise RuntimeError('thin volume: %s' % out)
+        sh(['mkfs.ext4', '-q', '/dev/%s/%s' % (VG, THIN_LV)])
+    os.makedirs(THIN_MNT, exist_ok=True)
+    if not os.path.ismount(THIN_MNT):
+        sh(['mount', '/dev/%s/%s' % (VG, THIN_LV), THIN_MNT])
+    marker = os.path.join(THIN_MNT, 'thin-marker.bin')
+    with open(marker, 'wb') as f:
+        f.write(os.urandom(8 * 1024 * 1024))
+    sh(['sync'])
+    with open(marker, 'rb') as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def thin_layout_down():
+    if os.path.ismount(THIN_MNT):
+        sh(['umount', THIN_MNT])
+    for name in (THIN_LV, THIN_POOL):
+        if any(lv['lv_name'] == name for lv in lvs_rows()):
+            sh(['lvremove', '-f', '%s/%s' % (VG, name)])
+
+
+def pool_percent():
+    row = [lv for lv in lvs_rows('lv_name,data_percent,metadata_percent') if lv['lv_name'] == THIN_POOL][0]
+    return float(row['data_percent'] or 0), float(row['metadata_percent'] or 0)
+
+
+def case_thin_volume(c):
+    """Issue 16 item 3: a thin volume beside the four thick ones in one run (mixed layout): a thin snapshot
+    without a size, mounted, copied, removed; then the same run refused before any freeze when the pool is
+    above THIN_POOL_MAX_PERCENT."""
+    pause_load(['IRISA', 'IRISB'])
+    try:
+        want = thin_layout_up()
+        data0, _meta0 = pool_percent()
+        hist_before = history_with('vmrig-thin')
+        rc, rep, _err = run_backup('vmrig-thin', {'volumes': ['%s/%s' % (VG, THIN_LV)], 'set_history': False})
+        rep = rep or {}
+        seen = c.look(key='after')
+        c.check('run with the thin volume beside the four thick ones succeeded',
+                rc == 0 and rep.get('status') == 'success', (rc, rep.get('error')))
+        vols = dict(('%s/%s' % (v.get('vg'), v.get('lv')), v) for v in rep.get('volumes') or [])
+        thin = vols.get('%s/%s' % (VG, THIN_LV)) or {}
+        c.check('the report lists the thin volume with its pool (%s/%s) and no snapshot size, beside the four thick '
+                'ones' % (VG, THIN_POOL), thin.get('thin_pool') == '%s/%s' % (VG, THIN_POOL)
+                and thin.get('snapshot_size') is None and sorted(vols) == sorted(FOUR_LVS + ['%s/%s' % (VG, THIN_LV)]),
+                thin or sorted(vols))
+        mine = of_run(repo_snapshots(), 'vmrig-thin')
+        got = None
+        if mine:
+            target = tempfile.mkdtemp(prefix='vmrig-thin-')
+            path = '%s/%s/%s/thin-marker.bin' % (MOUNT_ROOT, VG, THIN_LV)
+            rc_r, out = restic(['restore', mine[0]['id'], '--target', target, '--include', path])
+            try:
+                with open(target + path, 'rb') as f:
+                    got = hashlib.sha256(f.read()).hexdigest()
+            except OSError:
+                got = 'not restored (rc %s): %s' % (rc_r, out[-300:])
+            shutil.rmtree(target, ignore_errors=True)
+        c.check('the marker file of the thin volume is in the repository snapshot, byte for byte (sha256)',
+                got == want, (got, want, [m.get('short_id') for m in mine]))
+        c.check('no snapshot left, nothing frozen, no history entry', seen['snapshots'] == [] and
+                [seen['wd'].get(n) for n in ('IRISA', 'IRISB')] == [3, 3]
+                and history_with('vmrig-thin') == hist_before, (seen['snapshots'], seen['wd']))
+        # the pool above the limit: fill the thin volume until the pool's data passes 80 %
+        filler = os.path.join(THIN_MNT, 'fill.bin')
+        with open(filler, 'wb') as f:
+            while pool_percent()[0] < 82.0:
+                f.write(os.urandom(4 * 1024 * 1024))
+                f.flush()
+                os.fsync(f.fileno())
+        data1, meta1 = pool_percent()
+        c.observed['pool_percent'] = {'before': data0, 'filled': [data1, meta1]}
+        rc2, rep2, _err = run_backup('vmrig-thin-full', {'volumes': ['%s/%s' % (VG, THIN_LV)], 'set_history': False})
+        rep2 = rep2 or {}
+        seen2 = c.look(key='refused')
+        err = rep2.get('error') or ''
+        c.check('pool at %.1f %%: refused before the freeze, naming the pool and the limit' % data1,
+                rc2 != 0 and err.startswith('nothing frozen: preflight failed') and
+                'thin pool %s/%s of %s/%s is too full for a snapshot (data %.2f%%' % (
+                    VG, THIN_POOL, VG, THIN_LV, data1) in err and 'the limit is 80%' in err, (rc2, err))
+        c.check('refused: nothing frozen, no snapshot, no repository snapshot of the run',
+                seen2['snapshots'] == [] and [seen2['wd'].get(n) for n in ('IRISA', 'IRISB')] == [3, 3]
+                and not of_run(repo_snapshots(), 'vmrig-thin-full'), (seen2['snapshots'], seen2['wd']))
+    finally:
+        thin_layout_down()
 
 
 def failing_case(c, case, fault, msg_expected, run_overrides, inject=None, after=None, paths=(), insts=None,
@@ -2139,6 +2239,7 @@ CASES = [
     ('node-exporter', case_node_exporter),
     ('torn-without-freeze', case_torn),
     ('staggered', case_staggered),
+    ('thin-volume', case_thin_volume),
     ('freeze-lock-held', case_freeze_lock),
     ('snapshot-overflow-during-copy', case_overflow),
     ('mount-fails', case_mount_fails),

@@ -688,7 +688,7 @@ def test_a_window_switch_that_fires_removes_the_snapshots_of_its_run(rig, monkey
     class FakeLvm(object):
         def lvs(self):
             def mk(name, tags):
-                return type('LV', (), dict(is_snapshot=True, tags=tags, vg='vg', name=name, full_name='vg/' + name))()
+                return type('LV', (), dict(is_snapshot=True, is_any_snapshot=True, tags=tags, vg='vg', name=name, full_name='vg/' + name))()
             return [mk('a_snap', ['irisops_snapshot', 'irisops_run_r1']), mk('b_snap', ['irisops_run_other'])]
 
         def mountinfo(self):

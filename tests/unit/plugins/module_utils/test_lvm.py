@@ -28,12 +28,13 @@ def fixture(name):
 
 
 def lv_row(name, vg="vgiris", attr="-wi-ao----", size=512 * MiB, origin="", data_percent="", tags="",
-           major="254", minor="0", invalid=""):
+           major="254", minor="0", invalid="", pool="", metadata_percent=""):
     return {
         "lv_name": name, "vg_name": vg, "lv_attr": attr, "lv_size": str(size), "origin": origin,
         "origin_size": "", "data_percent": data_percent, "snap_percent": data_percent,
         "lv_path": "/dev/%s/%s" % (vg, name), "lv_dm_path": "/dev/mapper/%s" % _lvm.dm_name(vg, name),
         "lv_kernel_major": major, "lv_kernel_minor": minor, "lv_tags": tags, "lv_snapshot_invalid": invalid,
+        "pool_lv": pool, "metadata_percent": metadata_percent,
     }
 
 
@@ -77,7 +78,8 @@ class TestReports:
         assert not [lv for lv in lvs if not lv.is_snapshot and lv.snapshot_invalid_flag]
 
     def test_lvs_columns_invalid_snapshot_real(self):
-        lvs = _lvm.parse_lvs(fixture("lvs_invalid.txt"), json_format=False)
+        # captured before pool_lv and metadata_percent joined LV_FIELDS: its 14 columns are the first 14 fields
+        lvs = _lvm.parse_lvs(fixture("lvs_invalid.txt"), json_format=False, fields=_lvm.LV_FIELDS[:14])
         by_name = dict((lv.name, lv) for lv in lvs)
         assert by_name["journal_irisops_snap"].is_invalid and by_name["journal_irisops_snap"].is_full
         assert by_name["journal_irisops_snap"].snapshot_invalid_flag
@@ -101,11 +103,17 @@ class TestReports:
         assert vg.free == vg.free_count * vg.extent_size
 
     def test_columns_report(self):
-        text = ("  db|vgiris|owi-aos---|536870912|||||/dev/vgiris/db|/dev/mapper/vgiris-db|254|0||\n"
+        text = ("  db|vgiris|owi-aos---|536870912|||||/dev/vgiris/db|/dev/mapper/vgiris-db|254|0||||\n"
                 "  db_snap|vgiris|swi-a-s---|104857600|db|536870912|12.50|12.50|/dev/vgiris/db_snap|"
-                "/dev/mapper/vgiris-db_snap|254|3|irisops_snapshot,irisops_run_7|\n")
+                "/dev/mapper/vgiris-db_snap|254|3|irisops_snapshot,irisops_run_7|||\n"
+                "  " + "|".join(["pool", "vgiris", "twi-aotz--", "268435456", "", "", "41.20", "", "", "", "254", "5", "",
+                                 "", "", "3.10"]) + "\n"
+                "  " + "|".join(["thin1_snap", "vgiris", "Vwi-a-tz--", "67108864", "thin1", "", "30.00", "", "", "",
+                                 "254", "7", "", "", "pool", ""]) + "\n")
         lvs = _lvm.parse_lvs(text, json_format=False)
-        assert [lv.name for lv in lvs] == ["db", "db_snap"]
+        assert [lv.name for lv in lvs] == ["db", "db_snap", "pool", "thin1_snap"]
+        assert lvs[2].is_thin_pool and (lvs[2].data_percent, lvs[2].metadata_percent) == (41.2, 3.1)
+        assert lvs[3].is_thin_snapshot and lvs[3].pool == "pool"
         assert lvs[1].data_percent == 12.5 and lvs[1].tags == ["irisops_snapshot", "irisops_run_7"]
         assert lvs[1].has_run_tag("7") and not lvs[1].has_run_tag("8")
 
@@ -365,9 +373,10 @@ class TestArgv:
 
 
 # --------------------------------------------------------------------------------------------------------------
-def origin_set(free=511):
+def origin_set(free=511, pool_data="10.00", pool_meta="5.00"):
     lvs = lvs_of(lv_row("db", size=512 * MiB, minor="0"), lv_row("journal", size=256 * MiB, minor="1"),
-                 lv_row("pool", attr="twi-aotz--", size=256 * MiB), lv_row("thin1", attr="Vwi-a-tz--", size=64 * MiB),
+                 lv_row("pool", attr="twi-aotz--", size=256 * MiB, data_percent=pool_data, metadata_percent=pool_meta),
+                 lv_row("thin1", attr="Vwi-a-tz--", size=64 * MiB, pool="pool", data_percent="30.00"),
                  lv_row("old", attr="swi-a-s---", origin="db", size=40 * MiB))
     vgs = [_lvm.VolumeGroup(vg_row(free=free))]
     return lvs, vgs
@@ -409,12 +418,12 @@ class TestPlan:
         with pytest.raises(_lvm.PreflightError) as info:
             _lvm.plan_snapshots(requests, lvs, vgs)
         problems = info.value.problems
-        assert len(problems) == 7
+        assert len(problems) == 6       # thin1 is fine: it gets a thin snapshot
         text = "\n".join(problems)
         assert "'lots' is not understood" in text
         assert "origin logical volume vgiris/nosuch does not exist" in text
         assert "volume group 'novg'" in text and "vgiris" in text
-        assert "thin volume" in text
+        assert "vgiris/pool is a thin pool" in text
         assert "itself a snapshot" in text
         assert "'bad name'" in text
 
@@ -452,6 +461,54 @@ class TestPlan:
                 _lvm.plan_snapshots([req("journal", name="db")], lvs, vgs, existing=existing)
             with pytest.raises(_lvm.PreflightError, match="not a snapshot of vgiris/journal"):
                 _lvm.plan_snapshots([req("journal", name="old")], lvs, vgs, existing=existing)
+
+    def test_a_thin_volume_gets_a_thin_snapshot_beside_thick_ones(self):
+        lvs, vgs = origin_set(free=26)          # exactly db's 26 extents: the thin snapshot takes none of the VG
+        plans = _lvm.plan_snapshots([req("db"), req("thin1")], lvs, vgs)
+        assert [(p.request.lv, p.thin, p.pool, p.lvcreate_extents) for p in plans] == [
+            ("db", False, None, 26), ("thin1", True, "pool", None)]
+        assert _lvm.lvcreate_snapshot_argv("vgiris", "thin1", "thin1_s", plans[1].lvcreate_extents,
+                                           tags=["irisops_snapshot"]) == [
+            "lvcreate", "--yes", "--snapshot", "--setactivationskip", "n", "--name", "thin1_s",
+            "--addtag", "irisops_snapshot", "vgiris/thin1"]
+        assert _lvm.lvcreate_snapshot_argv("vgiris", "db", "db_s", 26, test=True) == [
+            "lvcreate", "--yes", "--test", "--snapshot", "--extents", "26", "--name", "db_s", "vgiris/db"]
+
+    @pytest.mark.parametrize("data,meta,limit,refused", [
+        ("79.99", "5.00", 80, []), ("80.00", "5.00", 80, ["data 80.00%"]), ("10.00", "85.50", 80, ["metadata 85.50%"]),
+        ("95.00", "99.00", 80, ["data 95.00%", "metadata 99.00%"]), ("85.00", "85.00", 90, []), ("", "", 80, [])])
+    def test_the_thin_pool_must_have_room(self, data, meta, limit, refused):
+        lvs, vgs = origin_set(pool_data=data, pool_meta=meta)
+        if not refused:
+            assert _lvm.plan_snapshots([req("thin1")], lvs, vgs, thin_pool_max_percent=limit)[0].thin
+            return
+        with pytest.raises(_lvm.PreflightError) as info:
+            _lvm.plan_snapshots([req("db"), req("thin1")], lvs, vgs, thin_pool_max_percent=limit)
+        assert len(info.value.problems) == 1, info.value.problems
+        msg = info.value.problems[0]
+        assert msg.startswith("thin pool vgiris/pool of vgiris/thin1 is too full for a snapshot (%s; the limit is %g%%)"
+                              % (", ".join(refused), limit)), msg
+        assert "Next: extend the pool (lvextend -L +SIZE vgiris/pool" in msg
+
+    def test_a_thin_volume_whose_pool_is_not_listed(self):
+        lvs = lvs_of(lv_row("thin1", attr="Vwi-a-tz--", pool="gone"))
+        with pytest.raises(_lvm.PreflightError, match="thin volume vgiris/thin1: its pool vgiris/gone is not listed"):
+            _lvm.plan_snapshots([req("thin1")], lvs, [_lvm.VolumeGroup(vg_row())])
+
+    def test_a_thin_leftover_is_a_leftover_and_thin_snapshot_rows(self):
+        lvs, vgs = origin_set()
+        snap = _lvm.LogicalVolume(lv_row("thin1_irisops_snap", attr="Vwi-a-tz-k", origin="thin1", pool="pool",
+                                         data_percent="100.00", tags="irisops_snapshot,irisops_run_7"))
+        assert snap.is_thin_snapshot and snap.is_any_snapshot and not snap.is_snapshot
+        assert not snap.is_full and snap.valid        # 100% mapped is not an overflow
+        assert not lvs[3].is_thin_snapshot and lvs[3].is_thin and lvs[3].pool == "pool"
+        assert lvs[2].metadata_percent == 5.0
+        with pytest.raises(_lvm.PreflightError, match="vgiris/thin1_irisops_snap of vgiris/thin1 already exists"):
+            _lvm.plan_snapshots([req("thin1")], lvs + [snap], vgs)
+        plans = _lvm.plan_snapshots([req("thin1")], lvs + [snap], vgs, existing="remove")
+        assert plans[0].action == "recreate" and plans[0].thin
+        plans = _lvm.plan_snapshots([req("thin1")], lvs + [snap], vgs, run_id="7")
+        assert plans[0].action == "keep" and plans[0].extents == 0
 
     def test_same_name_twice(self):
         lvs, vgs = origin_set()
