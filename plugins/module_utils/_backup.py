@@ -799,6 +799,7 @@ class BackupRun(object):
             raise BackupError('nothing frozen: cannot read the LVM state: %s' % exc.msg)
         problems += self.snapset.problems
         self.report['warnings'] += self.snapset.warnings
+        self.report['lvm_autoextend'] = self.snapset.autoextend
         if problems:
             raise BackupError('nothing frozen: preflight failed: ' + ' | '.join(problems))
         try:

@@ -62,6 +62,12 @@ VG_FIELDS = ("vg_name", "vg_attr", "vg_size", "vg_free", "vg_extent_size", "vg_e
 #: before anything is frozen, when the pool's data or metadata is at or above this percentage - dmeventd's first
 #: "thin pool is now 80% full" warning, i.e. the level at which LVM itself starts to worry.
 THIN_POOL_MAX_PERCENT = 80.0
+#: lvm.conf settings of LVM's own growth of classic snapshots and thin pools: dmeventd extends one by ``_percent`` once
+#: it passes ``_threshold`` percent full; 100 turns it off, ``monitoring`` must be on (lvm.conf(5)).  The collection
+#: reports them and never changes them.
+AUTOEXTEND_SETTINGS = ("activation/snapshot_autoextend_threshold", "activation/snapshot_autoextend_percent",
+                       "activation/thin_pool_autoextend_threshold", "activation/thin_pool_autoextend_percent",
+                       "activation/monitoring")
 MOUNTINFO_PATH = "/proc/self/mountinfo"
 SBIN_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/local/bin", "/usr/bin", "/bin")
 
@@ -167,6 +173,62 @@ def lvcreate_snapshot_argv(vg, origin, name, extents, tags=(), test=False):
         argv += ["--addtag", tag]
     argv.append("%s/%s" % (vg, origin))
     return argv
+
+
+def lvmconfig_argv(settings=AUTOEXTEND_SETTINGS):
+    """``lvmconfig --typeconfig full``: each setting as LVM uses it (lvm.conf merged with the built-in defaults)."""
+    return ["lvmconfig", "--typeconfig", "full"] + list(settings)
+
+
+def parse_lvmconfig(text):
+    """``name=value`` lines of lvmconfig (each setting by its own name, ``monitoring=1``) -> {name: int or str}."""
+    out = {}
+    for line in (text or "").splitlines():
+        key, sep, value = line.strip().partition("=")
+        if not sep:
+            continue
+        value = value.strip().strip('"')
+        out[key.strip()] = int(value) if value.lstrip("-").isdigit() else value
+    return out
+
+
+def dmeventd_running(proc="/proc"):
+    """Whether a dmeventd process runs (it does the autoextension and the thin pool monitoring)."""
+    try:
+        pids = [d for d in os.listdir(proc) if d.isdigit()]
+    except OSError:
+        return None
+    for pid in pids:
+        try:
+            with open(os.path.join(proc, pid, "comm")) as handle:
+                if handle.read().strip() == "dmeventd":
+                    return True
+        except (IOError, OSError):
+            continue
+    return False
+
+
+def autoextend_warnings(settings, thin_pools=(), thick=False):
+    """What the autoextend settings mean for snapshots about to be taken: one warning per problem (empty when
+    nothing to say).  ``thin_pools``: the pools of the thin snapshots; ``thick``: classic snapshots are taken too."""
+    if not settings or settings.get("error"):
+        return []           # unknown settings: reported as the error, nothing to warn about
+    out = []
+    # lvmconfig prints each setting by its own name, without the section: ``monitoring=1``
+    watched = bool(settings.get("monitoring")) and settings.get("dmeventd_running") is not False
+    pool_t = settings.get("thin_pool_autoextend_threshold")
+    snap_t = settings.get("snapshot_autoextend_threshold")
+    if thin_pools and isinstance(pool_t, int) and pool_t >= 100:
+        out.append("thin pool autoextend is off (activation/thin_pool_autoextend_threshold=%d): %s will not grow by "
+                   "itself while the snapshot exists; set it below 100 in lvm.conf, with dmeventd running, to let "
+                   "LVM extend it" % (pool_t, ", ".join(sorted(set(thin_pools)))))
+    used = (thin_pools and isinstance(pool_t, int) and pool_t < 100) or (
+        thick and isinstance(snap_t, int) and snap_t < 100)
+    if used and not watched:
+        out.append("autoextend is set in lvm.conf but nothing will act on it: activation/monitoring=%s, dmeventd %s"
+                   % (settings.get("monitoring"),
+                      "running" if settings.get("dmeventd_running") else "not running"))
+    return out
 
 
 def lvremove_argv(vg, name, test=False):
@@ -832,7 +894,7 @@ class Lvm(object):
         name = argv[0]
         if name not in self._bin_cache:
             path = self.which(name)
-            if path is None and name in ("lvs", "vgs", "lvcreate", "lvremove"):
+            if path is None and name in ("lvs", "vgs", "lvcreate", "lvremove", "lvmconfig"):
                 lvm = self.which("lvm")
                 if lvm:
                     self._bin_cache[name] = [lvm, name]
@@ -874,6 +936,19 @@ class Lvm(object):
 
     def vgs(self, names=None):
         return [VolumeGroup(r) for r in self._report("vgs", VG_FIELDS, "vg", names)]
+
+    def autoextend(self):
+        """The autoextend settings (AUTOEXTEND_SETTINGS) and ``dmeventd_running``; ``{'error': ...}`` when
+        lvmconfig fails (an old LVM without ``--typeconfig full``, say): reported, never a reason to stop."""
+        try:
+            rc, out, err = self.run(lvmconfig_argv(), check=False)
+        except LvmError as exc:        # lvmconfig not found
+            return {"error": exc.msg}
+        if rc != 0:
+            return {"error": "lvmconfig rc=%s: %s" % (rc, (err or out or "").strip()[-200:])}
+        res = parse_lvmconfig(out)
+        res["dmeventd_running"] = dmeventd_running()
+        return res
 
     # -- mounts --
     def mountinfo(self):

@@ -163,6 +163,7 @@ class SnapshotSet(object):
         self.run_id = run_id
         self.tags = [_lvm.SNAPSHOT_TAG, _lvm.run_tag(run_id)]
         self.entries = entries
+        self.autoextend = None      # the host's LVM autoextend settings, read by the preflight
         self.problems = []
         self.warnings = []
         self.origins = {}       # (vg, lv) -> dict(request, instances, directories)
@@ -295,6 +296,11 @@ class SnapshotSet(object):
         self.mounts = self.lvm.mountinfo()
         self.map_volumes(lvs)
         self.plans = self.plan(lvs, vgs) if (self.order or not self.problems) else []
+        if self.plans:
+            self.autoextend = self.lvm.autoextend()
+            self.warnings += _lvm.autoextend_warnings(
+                self.autoextend, thin_pools=['%s/%s' % (p.request.vg, p.pool) for p in self.plans if p.thin],
+                thick=any(not p.thin for p in self.plans))
         return [self.describe(p.request, None, None if p.thin else p.size) for p in self.plans]
 
     def remove_leftovers(self, test=False):

@@ -374,6 +374,17 @@ cleaned_up:
     (V(still_frozen), V(removal_errors)); V(went_down) lists instances found down (so not frozen) at the thaw.
   returned: failure
   type: dict
+lvm_autoextend:
+  description:
+    - The host's LVM autoextend settings of the C(activation) section as C(lvmconfig --typeconfig full) reports
+      them (C(snapshot_autoextend_threshold), C(snapshot_autoextend_percent), C(thin_pool_autoextend_threshold),
+      C(thin_pool_autoextend_percent), C(monitoring)) and C(dmeventd_running); C(error) instead when lvmconfig
+      failed.
+    - Reported, never changed. With thin snapshots and the pool's autoextend off, or autoextend set but nothing to
+      act on it, RV(warnings_preflight) says so.
+  returned: when the preflight planned snapshots
+  type: dict
+  version_added: 0.2.0
 warnings_preflight:
   description: Preflight findings that did not stop the run.
   returned: always
@@ -442,6 +453,7 @@ class Backup(object):
             self.fail('nothing frozen: cannot read the mount table: %s' % exc)
         problems += self.snapset.problems
         notes += self.snapset.warnings
+        self.result['lvm_autoextend'] = self.snapset.autoextend
         if problems:
             self.fail('preflight failed, nothing frozen and no snapshot created: ' + ' | '.join(problems),
                       problems=problems)

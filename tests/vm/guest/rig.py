@@ -1103,6 +1103,15 @@ def case_thin_volume(c):
                 'ones' % (VG, THIN_POOL), thin.get('thin_pool') == '%s/%s' % (VG, THIN_POOL)
                 and thin.get('snapshot_size') is None and sorted(vols) == sorted(FOUR_LVS + ['%s/%s' % (VG, THIN_LV)]),
                 thin or sorted(vols))
+        auto = rep.get('lvm_autoextend') or {}
+        c.observed['lvm_autoextend'] = auto
+        c.check('the report gives the host\'s autoextend settings (lvmconfig: thin_pool_autoextend_threshold %s) and, '
+                'the pool\'s autoextend being off, warns about %s/%s' % (
+                    auto.get('thin_pool_autoextend_threshold'), VG, THIN_POOL),
+                isinstance(auto.get('thin_pool_autoextend_threshold'), int) and 'monitoring' in auto
+                and 'dmeventd_running' in auto and (auto['thin_pool_autoextend_threshold'] < 100 or any(
+                    'thin pool autoextend is off' in w and '%s/%s' % (VG, THIN_POOL) in w
+                    for w in rep.get('warnings') or [])), (auto, rep.get('warnings')))
         mine = of_run(repo_snapshots(), 'vmrig-thin')
         got = None
         if mine:

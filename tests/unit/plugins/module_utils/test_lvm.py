@@ -554,6 +554,50 @@ def has(*words):
     return match
 
 
+class TestAutoextend:
+    DEFAULTS = {"snapshot_autoextend_threshold": 100, "snapshot_autoextend_percent": 20,
+                "thin_pool_autoextend_threshold": 100, "thin_pool_autoextend_percent": 20, "monitoring": 1,
+                "dmeventd_running": True}
+
+    def test_lvmconfig_is_read_as_lvm_uses_it(self):
+        runner = FakeRunner([(has("lvmconfig"), (0, "snapshot_autoextend_threshold=70\nmonitoring=1\n"
+                                                    'thin_pool_autoextend_percent=20\nsome_text="x y"\n', ""))])
+        got = _lvm.Lvm(runner=runner, which=which).autoextend()
+        assert runner.calls[0] == ["/usr/sbin/lvmconfig", "--typeconfig", "full"] + list(_lvm.AUTOEXTEND_SETTINGS)
+        assert (got["snapshot_autoextend_threshold"], got["monitoring"], got["some_text"]) == (70, 1, "x y")
+        assert got["dmeventd_running"] in (True, False, None)
+
+    def test_lvmconfig_failing_or_missing_is_reported_not_raised(self):
+        runner = FakeRunner([(has("lvmconfig"), (3, "", "  Unrecognised option --typeconfig\n"))])
+        assert "Unrecognised option" in _lvm.Lvm(runner=runner, which=which).autoextend()["error"]
+        assert "not found" in _lvm.Lvm(runner=FakeRunner([]), which=lambda n: None).autoextend()["error"]
+        assert _lvm.autoextend_warnings({"error": "x"}, thin_pools=["vg/p"], thick=True) == []
+
+    @pytest.mark.parametrize("pool_t,snap_t,monitoring,dmeventd,thin,thick,want", [
+        (100, 100, 1, True, True, True, ["thin pool autoextend is off"]),
+        (100, 100, 1, True, False, True, []),
+        (80, 100, 1, True, True, False, []),
+        (80, 100, 0, True, True, False, ["nothing will act on it: activation/monitoring=0"]),
+        (80, 100, 1, False, True, False, ["dmeventd not running"]),
+        (100, 70, 1, False, False, True, ["dmeventd not running"]),
+        (100, 70, 1, False, True, False, ["thin pool autoextend is off"]),
+    ])
+    def test_what_the_settings_mean_for_the_snapshots(self, pool_t, snap_t, monitoring, dmeventd, thin, thick, want):
+        settings = dict(self.DEFAULTS, thin_pool_autoextend_threshold=pool_t, snapshot_autoextend_threshold=snap_t,
+                        monitoring=monitoring, dmeventd_running=dmeventd)
+        got = _lvm.autoextend_warnings(settings, thin_pools=["vg/tpool"] if thin else [], thick=thick)
+        assert len(got) == len(want) and all(w in g for w, g in zip(want, got)), got
+
+    def test_dmeventd_is_found_by_its_process_name(self, tmp_path):
+        for pid, comm in (("1", "systemd"), ("77", "dmeventd"), ("self", "x")):
+            (tmp_path / pid).mkdir()
+            (tmp_path / pid / "comm").write_text(comm + "\n")
+        assert _lvm.dmeventd_running(str(tmp_path)) is True
+        (tmp_path / "77" / "comm").write_text("bash\n")
+        assert _lvm.dmeventd_running(str(tmp_path)) is False
+        assert _lvm.dmeventd_running(str(tmp_path / "nothing")) is None
+
+
 class TestLvmFacade:
     def test_json_fallback_to_columns(self):
         runner = FakeRunner([

@@ -51,6 +51,9 @@ class FakeLvm(object):
         self.on_lvcreate = None               # callable(n) run before the n-th real lvcreate
         self.creates = 0
         self.dmsetup = []
+        # lvmconfig --typeconfig full of the settings the preflight reports (Debian 12's defaults)
+        self.lvmconfig = ('snapshot_autoextend_threshold=100\nsnapshot_autoextend_percent=20\n'
+                          'thin_pool_autoextend_threshold=100\nthin_pool_autoextend_percent=20\nmonitoring=1\n')
         for name, extents in lvs:
             self.add(name, extents)
         with open(mountinfo_path, 'w') as f:
@@ -89,6 +92,9 @@ class FakeLvm(object):
             return 0, self.report_lvs(), ''
         if cmd == 'vgs':
             return 0, self.report_vgs(), ''
+        if cmd == 'lvmconfig':
+            assert args[:2] == ['--typeconfig', 'full'], args
+            return 0, self.lvmconfig, ''
         if cmd == 'findmnt':
             path = args[-1]
             for prefix, name in sorted(self.routes, key=lambda r: -len(r[0])):
@@ -209,6 +215,11 @@ def test_happy_path_freezes_all_then_snapshots_then_thaws_all(rig, run_module, d
         assert e['action'] == 'frozen' and e['thawed_by'] == 'ExternalThaw' and e['frozen_ms'] >= 0
         assert e['journal_file'] and e['journal_file'].endswith('.002')
     assert r['freeze_window_ms'] >= r['snapshot_ms'] >= 0
+    # the host's autoextend settings, reported as lvmconfig gave them (classic snapshots, autoextend off: no warning)
+    assert dict((k, v) for k, v in r['lvm_autoextend'].items() if k != 'dmeventd_running') == {
+        'snapshot_autoextend_threshold': 100, 'snapshot_autoextend_percent': 20,
+        'thin_pool_autoextend_threshold': 100, 'thin_pool_autoextend_percent': 20, 'monitoring': 1}
+    assert not [w for w in r['warnings_preflight'] if 'autoextend' in w]
 
 
 def test_deadman_armed_before_freeze_recorded_after_it_and_disarmed_after_thaw(rig, run_module, deadman_sandbox):
