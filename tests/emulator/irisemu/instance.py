@@ -209,7 +209,13 @@ class Instance(object):
             if now >= fr["start"] + fr["wd_limit"]:
                 self.end_freeze(st, "WDSuspendLimit", now=fr["start"] + fr["wd_limit"])
         if st.get("running") and not util.wd_alive(st.get("wd_pid"), self.name):
-            # the write daemon died: the instance is down (crashed)
+            # the write daemon died: the instance is down (crashed).  Logged with what /proc shows of its pid, so
+            # that an instance found down is explained in messages.log (the daemon logs its own exceptions)
+            try:
+                self.log(3, "irisemu: write daemon pid %s of %s not found (%s); instance marked down by pid %d" % (
+                    st.get("wd_pid"), self.name, util.describe_pid(st.get("wd_pid")), os.getpid()), "Generic.Event")
+            except OSError:
+                pass
             st["running"] = False
             st["last_used"] = (st.get("wd") or {}).get("heartbeat") or now
             st["wd"] = {"state": "stopped", "heartbeat": st["wd"].get("heartbeat") if st.get("wd") else None}

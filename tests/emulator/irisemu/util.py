@@ -69,6 +69,20 @@ def pid_alive(pid):
     return True
 
 
+def describe_pid(pid):
+    """What /proc shows of ``pid``: gone, or its state and command line."""
+    if not pid:
+        return "no pid recorded"
+    try:
+        with open("/proc/%d/stat" % int(pid)) as fh:
+            state = fh.read().rsplit(")", 1)[1].split()[0]
+        with open("/proc/%d/cmdline" % int(pid), "rb") as fh:
+            args = fh.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+        return "state %s, cmdline %r" % (state, args[-120:])
+    except (OSError, IndexError, ValueError) as exc:
+        return "gone (%s)" % type(exc).__name__
+
+
 def wd_alive(pid, name):
     """Is pid the write daemon of instance `name`?  (pids are reused, e.g. after a container restart)"""
     if not pid_alive(pid):

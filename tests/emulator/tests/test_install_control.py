@@ -106,6 +106,10 @@ def test_a_write_daemon_that_dies_says_why_in_messages_log(emu):
     died = [ln for ln in text.splitlines() if "write daemon (pid" in ln and " died: " in ln]
     assert died and "FileNotFoundError" in died[0] and " 3 [Generic.Event] " in died[0], text[-2000:]
     assert emu.run(["iris", "qlist", "WDDIES"], check_rc=0).stdout.split("^")[3].startswith("down")
+    with open(log) as fh:
+        text = fh.read()
+    marked = [ln for ln in text.splitlines() if "of WDDIES not found (" in ln]   # gone, or a zombie not yet reaped
+    assert len(marked) == 1 and "instance marked down by pid" in marked[0], text   # once: it is written back
 
 
 def test_qall_all_list(emu, both, flavour):
