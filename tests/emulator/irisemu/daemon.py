@@ -15,11 +15,13 @@ import traceback
 from . import dbfile, instance
 
 _stop = False
+_signal = None
 
 
 def _on_term(signum, frame):
-    global _stop
+    global _stop, _signal
     _stop = True
+    _signal = signum
 
 
 def _sleep(seconds):
@@ -41,7 +43,10 @@ def run(name):
         while not _stop:
             with inst.state() as st:
                 if st.get("wd_pid") != me:
-                    return 0  # stopped, or replaced by another start
+                    # stopped (forced), or replaced by another start: said in messages.log, like every other end
+                    inst.log(0, "irisemu: write daemon pid %d ends: the instance's state names pid %s"
+                             % (me, st.get("wd_pid")), "Generic.Event")
+                    return 0
                 now = time.time()
                 st["wd"]["heartbeat"] = now
                 fr = st.get("freeze")
@@ -85,6 +90,7 @@ def run(name):
                     # lock) never leaves a cycle split over two files or a record appended to a closed file
                     inst.journal_append_current(st, inst.gen_records(gen))
             _sleep(interval)
+        inst.log(0, "irisemu: write daemon pid %d ends on signal %s" % (me, _signal), "Generic.Event")
     except Exception:
         # a write daemon that dies says why in messages.log (its stderr is /dev/null): the instance is down from now
         # on, and a test that then finds it "not running" shows this line
