@@ -112,6 +112,23 @@ def test_a_write_daemon_that_dies_says_why_in_messages_log(emu):
     assert len(marked) == 1 and "instance marked down by pid" in marked[0], text   # once: it is written back
 
 
+def test_a_write_daemon_still_in_its_execve_is_alive(tmp_path, monkeypatch):
+    """/proc/PID/cmdline is empty while a just-spawned process is still in execve: that is the daemon `iris start`
+    has just started, not a dead one (the full run of 2026-12-07 caught the emulator marking SRC down that way)."""
+    from irisemu import util
+    monkeypatch.setattr(util, "pid_alive", lambda pid: True)
+    (tmp_path / "4242").mkdir()
+    cmdline = tmp_path / "4242" / "cmdline"
+    cmdline.write_bytes(b"")
+    assert util.wd_alive(4242, "SRC", proc=str(tmp_path))
+    cmdline.write_bytes(b"/usr/bin/python3\0-c\0...\0irisemu-wd\0SRC\0")
+    assert util.wd_alive(4242, "SRC", proc=str(tmp_path))
+    assert not util.wd_alive(4242, "OTHER", proc=str(tmp_path))
+    cmdline.write_bytes(b"/bin/sleep\0" + b"100\0")           # the pid reused by another program
+    assert not util.wd_alive(4242, "SRC", proc=str(tmp_path))
+    assert not util.wd_alive(4243, "SRC", proc=str(tmp_path))  # no /proc entry
+
+
 def test_qall_all_list(emu, both, flavour):
     name, d = both[flavour]
     c = FLAV[flavour]["control"]
